@@ -1,0 +1,75 @@
+# Kaizen: the two set-up commands are `make demo` and `make test`; each installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export KAIZEN_HOME ?= $(CURDIR)
+export GX_ANALYTICS_ENABLED := false
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install lock demo data repro up down status feature-server test faults lint format bench all services clean
+
+help: ## list the targets
+	@grep -E '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## build .venv from the lock (does nothing when it is up to date)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q -U pip uv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/uv pip install --quiet --compile-bytecode -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+lock: ## re-resolve constraints.txt after changing pyproject.toml
+	@test -x $(BIN)/uv || $(MAKE) install
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-annotate --no-header -o constraints.txt
+
+services: ## make sure PostgreSQL and Redis answer on loopback (installs them if missing)
+	@scripts/ensure-services.sh
+
+demo: install ## the main job end to end: simulate, DataOps DAG through Airflow, train a candidate
+	$(BIN)/kaizen demo
+
+data: install ## the lake only (simulate + the DataOps DAG): what `dvc repro` trains on
+	$(BIN)/kaizen demo --no-train
+
+repro: install ## the DVC training pipeline (training_set -> train -> evaluate -> register)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+up: install ## start Airflow, MLflow and the feature server on 127.0.0.1, all behind a login (see README)
+	$(BIN)/kaizen up
+
+down: install ## stop everything `make up` started
+	$(BIN)/kaizen down
+
+status: install ## each platform component's process and health (exit 0 when all healthy)
+	$(BIN)/kaizen status
+
+feature-server: install ## Feast's feature server alone, in the foreground (bearer token from .env)
+	$(BIN)/kaizen feature-server
+
+test: install services ## the whole test suite (CI runs this)
+	$(BIN)/pytest -q
+
+faults: install ## the fault-injection tests only
+	$(BIN)/pytest -q -m faults
+
+lint: install ## ruff, including Airflow's AIR rules
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install ## every benchmark as a ratio to a raw baseline measured in the same run
+	$(BIN)/python -m bench
+
+all: install lint test ## install, lint, test
+
+clean: ## remove the demo's data, Airflow home and local Feast/MLflow stores (never the lock or the venv)
+	rm -rf data/lake data/raw data/feast data/training data/model data/eval data/registered.json .airflow .kaizen/mlflow dvc.lock

@@ -1,0 +1,106 @@
+"""The shape of a benchmark result and how the report is written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    row: str
+    hot_path: str
+    baseline: str
+    measured_s: float
+    baseline_s: float
+    goal: str  # e.g. "<= 1.5x", ">= 0.5x" or "report"
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.measured_s / self.baseline_s if self.baseline_s else float("inf")
+
+    @property
+    def passed(self) -> bool | None:
+        if self.goal.startswith("<="):
+            return self.ratio <= float(self.goal[2:].strip().rstrip("x"))
+        if self.goal.startswith(">="):
+            return self.ratio >= float(self.goal[2:].strip().rstrip("x"))
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": round(self.ratio, 3), "pass": self.passed}
+
+
+def median_time(fn: Callable[[], Any], repeat: int = 3, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def write_report(rows: list[Row], scale: dict[str, Any]) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    today = dt.date.today().isoformat()
+    meta = {
+        "date": today,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpus": __import__("os").cpu_count(),
+        "scale": scale,
+    }
+    json_path = RESULTS / f"{today}.json"
+    # A partial run (--only) updates its rows and keeps the day's others.
+    merged = {r.row: r for r in _load(json_path)} | {r.row: r for r in rows}
+    rows = sorted(merged.values(), key=_order)
+    json_path.write_text(
+        json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows]}, indent=2) + "\n"
+    )
+    md_path = RESULTS / f"{today}.md"
+    md_path.write_text(markdown(rows, meta))
+    return json_path, md_path
+
+
+def _order(row: Row) -> tuple[int, str]:
+    digits = "".join(c for c in row.row if c.isdigit())
+    return (int(digits) if digits else 0, row.row)
+
+
+def _load(path: Path) -> list[Row]:
+    if not path.exists():
+        return []
+    fields = set(Row.__dataclass_fields__)
+    return [
+        Row(**{k: v for k, v in r.items() if k in fields})
+        for r in json.loads(path.read_text())["rows"]
+    ]
+
+
+def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmarks {meta['date']} ({meta['cpus']} CPUs, Python {meta['python']})",
+        "",
+        "| row | hot path | baseline (same run) | measured | baseline | ratio | goal | pass | notes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
+        lines.append(
+            f"| {r.row} | {r.hot_path} | {r.baseline} | {r.measured_s:.3f}s | {r.baseline_s:.3f}s "
+            f"| {r.ratio:.2f}x | {r.goal} | {verdict} | {r.notes} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,181 @@
+"""The one typed settings object: locations, services and secrets from `KAIZEN_*` and `.env`.
+
+Behaviour (windows, thresholds, hyperparameters) lives in `params.yaml` (see `kaizen.params`);
+this object only says *where* things are and *which* engines run them. The `profile` picks
+the defaults: `local` is files and SQLite on one laptop, `stack` is Postgres, Redis, S3 and
+Spark. Any single value can still be overridden by its own variable.
+
+Nothing happens at import time: call `get_settings()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kaizen.errors import ConfigError
+
+Profile = Literal["local", "stack"]
+Engine = Literal["pandas", "spark"]
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("KAIZEN_HOME") or Path.cwd()).resolve()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KAIZEN_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    profile: Profile = "local"
+    home: Path = Field(default_factory=_default_home, description="project root")
+
+    # Locations: a local path or any fsspec URL (s3://bucket/prefix).
+    raw_root: str = ""
+    lake_root: str = ""
+    sources_file: Path = Path("sources.yaml")
+    params_file: Path = Path("params.yaml")
+
+    # The GX file context (committed suites) and where its results and Data Docs go.
+    expectations_dir: Path = Path("expectations")
+    gx_uncommitted_dir: Path = Path("expectations/uncommitted")
+    # Data Docs for every validation (the default), or only for failed ones: rendering a
+    # page costs ~1.4 s per batch, which long simulations and bulk tests skip.
+    gx_data_docs: Literal["every", "failures"] = "every"
+
+    # Airflow's home (metadata DB, logs) and the DAGs it runs.
+    airflow_home: Path = Path(".airflow")
+    dags_folder: Path = Path("dags")
+
+    # Engines.
+    engine: Engine | None = None
+    spark_master: str = "local[2]"  # a cluster's master URL at scale (see kaizen.spark)
+
+    # Feast: the declarative repo, and where its registry and online store live. `local`:
+    # a registry file and SQLite under feast_data_dir; `stack`: SQL registry on Postgres and
+    # Redis. Either can be switched alone.
+    feast_repo: Path = Path("feature_repo")
+    feast_data_dir: Path = Path("data/feast")
+    feast_registry: Literal["file", "sql"] | None = None
+    feast_online_store: Literal["sqlite", "redis"] | None = None
+    postgres_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/kaizen"
+    redis_connection: str = "127.0.0.1:6379"  # Feast's form: host:port[,password=...,db=N]
+
+    # The local platform (`kaizen up`): pid, Procfile, logs, secret files and MLflow's stores.
+    runtime_dir: Path = Path(".kaizen")
+    # Every UI listens on 127.0.0.1 only; the ports can move so two instances run side by side.
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    # Admin logins. The passwords are generated into .env on the first `kaizen up`.
+    airflow_admin_username: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.@-]+$")
+    airflow_admin_password: SecretStr | None = None
+    mlflow_admin_username: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.@-]+$")
+    mlflow_admin_password: SecretStr | None = None
+    # The Feast feature server (`kaizen feature-server`): Feast's own app behind a bearer token.
+    # It never runs open: no token, no server. The token is generated into .env on the first
+    # `kaizen up`. Loopback by default; another host only by choice (e.g. inside a container).
+    feature_server_host: str = "127.0.0.1"
+    feature_server_port: int = Field(default=6566, ge=1, le=65535)
+    feature_server_token: SecretStr | None = None
+    # Where Kaizen logs runs and registers models; empty means straight to the stores below
+    # (the ones `kaizen up`'s server serves). An http(s) URL goes through a tracking server.
+    mlflow_tracking_uri: str = ""
+    # MLflow's stores; empty means SQLite and files under `runtime_dir/mlflow`.
+    mlflow_backend_store_uri: str = ""
+    mlflow_auth_database_uri: str = ""
+    mlflow_artifacts_destination: str = ""
+
+    # S3-compatible object store (used when a root is an s3:// URL).
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+
+    # Logs.
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> Settings:
+        stack = self.profile == "stack"
+        if not self.raw_root:
+            self.raw_root = "s3://kaizen/raw" if stack else str(self.home / "data" / "raw")
+        if not self.lake_root:
+            self.lake_root = "s3://kaizen/lake" if stack else str(self.home / "data" / "lake")
+        if self.engine is None:
+            self.engine = "spark" if stack else "pandas"
+        if self.feast_registry is None:
+            self.feast_registry = "sql" if stack else "file"
+        if self.feast_online_store is None:
+            self.feast_online_store = "redis" if stack else "sqlite"
+        if stack and not self.mlflow_backend_store_uri:  # MLflow on Postgres, artifacts on S3
+            base = self.postgres_url.rsplit("/", 1)[0]
+            self.mlflow_backend_store_uri = f"{base}/mlflow"
+        if stack and not self.mlflow_artifacts_destination:
+            self.mlflow_artifacts_destination = "s3://kaizen/mlflow"
+        for name in (
+            "sources_file",
+            "params_file",
+            "airflow_home",
+            "dags_folder",
+            "expectations_dir",
+            "gx_uncommitted_dir",
+            "runtime_dir",
+            "feast_repo",
+            "feast_data_dir",
+        ):
+            path = getattr(self, name)
+            if not path.is_absolute():
+                setattr(self, name, self.home / path)
+        for name in ("raw_root", "lake_root"):
+            value = getattr(self, name)
+            if "://" not in value and not Path(value).is_absolute():
+                setattr(self, name, str(self.home / value))
+        return self
+
+    def storage_options(self, url: str) -> dict[str, Any]:
+        """fsspec options for `url`: credentials and endpoint for s3://, nothing for files."""
+        if not url.startswith(("s3://", "s3a://")):
+            return {}
+        options: dict[str, Any] = {"client_kwargs": {"region_name": self.s3_region}}
+        if self.s3_endpoint_url:
+            options["client_kwargs"]["endpoint_url"] = self.s3_endpoint_url
+        if self.s3_access_key_id and self.s3_secret_access_key:
+            options["key"] = self.s3_access_key_id.get_secret_value()
+            options["secret"] = self.s3_secret_access_key.get_secret_value()
+        return options
+
+
+def describe_validation_error(exc: ValidationError, where: str) -> str:
+    """One line naming the first bad key, e.g. `params.yaml: train.max_depth: ...`."""
+    errors = exc.errors()
+    first = errors[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(root)"
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "is required but missing"
+    elif first["type"] == "extra_forbidden":
+        message = "is not a known key (a typo?)"
+    elif "input" in first and not isinstance(first["input"], dict | list):
+        message = f"{message} (got {first['input']!r})"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {key}: {message}{more}"
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; `get_settings.cache_clear()` after changing the environment."""
+    try:
+        return Settings(_env_file=_default_home() / ".env")
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, "settings (KAIZEN_* / .env)")) from None

@@ -1,0 +1,72 @@
+"""Shared wiring for the DAG files. Imports only the standard library and pendulum.
+
+DAG files import this at parse time, so it must stay light: tasks reach the stages lazily
+through `runtime()`. A test checks that parsing a DAG pulls in no heavy library.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pendulum
+
+# The project root: KAIZEN_HOME, else the checkout this package was installed from.
+KAIZEN_HOME = os.environ.get("KAIZEN_HOME") or str(Path(__file__).resolve().parents[2])
+# The first interval a schedule covers; set it to the first day raw data exists.
+START_DATE = pendulum.parse(os.environ.get("KAIZEN_DAG_START_DATE", "2026-01-01"), tz="UTC")
+
+# Emitted once per materialized interval (its date in the event's extra); training follows it.
+FEATURES_ASSET_NAME = "credit_risk_features"
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "kaizen",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=20),
+}
+
+
+def runtime() -> Any:
+    """The stage runtime for this task; imported here so DAG parsing never pays for it."""
+    os.environ.setdefault("KAIZEN_HOME", KAIZEN_HOME)
+    from kaizen.logs import quiet_third_party
+    from kaizen.runtime import Runtime
+
+    quiet_third_party()  # Airflow owns the task log's handlers and format
+    return Runtime()
+
+
+def run_stage(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run a stage in a task. A verdict on the data (quarantine) or bad input fails the task
+    at once: retrying cannot change it. Anything else (a flaky store) is left to the retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kaizen.errors import ConfigError, InputError, KaizenError, RawFileError
+
+    try:
+        return fn(*args, **kwargs).to_dict()
+    except RawFileError as exc:
+        if exc.kind in ("missing", "unreadable"):
+            raise
+        raise AirflowFailException(str(exc)) from None
+    except (ConfigError, InputError) as exc:
+        raise AirflowFailException(str(exc)) from None
+    except KaizenError as exc:
+        if getattr(exc, "exit_code", 2) == 3:  # another writer holds the partition: retry
+            raise
+        raise AirflowFailException(str(exc)) from None
+
+
+def interval_ds(context: Any) -> str:
+    """The partition date of a daily run: the start of its data interval (UTC)."""
+    start = context.get("data_interval_start")
+    if start is None:  # asset-triggered and manual runs without an interval
+        raise ValueError(
+            "this task needs a run with a data interval (a scheduled run or a backfill)"
+        )
+    return pendulum.instance(start).in_timezone("UTC").date().isoformat()

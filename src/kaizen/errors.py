@@ -1,0 +1,45 @@
+"""The one exception type every entry point turns into a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class KaizenError(Exception):
+    """A problem the operator can act on. The message is one line and says what is wrong."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        # Entry points print this on one line; never let a multi-line cause leak through.
+        super().__init__(" ".join(str(message).split()))
+
+
+class ConfigError(KaizenError):
+    """A setting, parameter or declaration is missing or wrong."""
+
+
+class InputError(KaizenError):
+    """A command-line, API or DAG argument is invalid."""
+
+
+class RawFileError(KaizenError):
+    """A raw drop is missing, empty, unreadable or cannot be parsed.
+
+    `kind` tells a bad batch (`empty`, `malformed`: quarantined) from a batch that is not
+    there to judge (`missing`, `unreadable`: retried).
+    """
+
+    def __init__(self, message: str, kind: str = "malformed") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class PartitionLockedError(KaizenError):
+    """Another writer holds the partition being written."""
+
+    exit_code = 3
+
+
+class BatchQuarantined(KaizenError):
+    """A batch failed its gate and was moved to quarantine (nothing was lost)."""
+
+    exit_code = 4

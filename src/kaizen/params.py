@@ -1,0 +1,215 @@
+"""`params.yaml` as a typed model: behaviour only (windows, rates, thresholds, hyperparameters).
+
+DVC tracks the file, so every value that changes a result lives here and nowhere else.
+Every key is required and unknown keys are refused: a typo is an error naming the key,
+never a silently ignored default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kaizen.errors import ConfigError
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulateParams(_Section):
+    """The furniture-store world the simulator draws. CLI flags override these."""
+
+    start: dt.date
+    days: Annotated[int, Field(ge=1, le=3650)]
+    customers: Annotated[int, Field(ge=10)]
+    seed: int
+    shock_date: dt.date | None
+    late_rate_before: Rate
+    late_rate_after: Rate
+    terms_days: Annotated[int, Field(ge=0, le=120)]
+    orders_per_customer_day: Annotated[float, Field(gt=0.0, le=10.0)]
+    signups_per_day_rate: Annotated[float, Field(ge=0.0, le=0.1)]
+    changes_per_day_rate: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class IngestParams(_Section):
+    """How raw drops are parsed."""
+
+    csv_block_size_mb: Annotated[int, Field(ge=1, le=1024)]
+
+
+Days = Annotated[int, Field(ge=1, le=3650)]
+
+
+class FeaturizeParams(_Section):
+    """Feature windows and the late label. Features are computed as of the end of a day.
+
+    Column names follow the windows (`orders_30d`, `invoices_180d`), so a changed window is
+    a changed feature, never an old name on new values.
+    """
+
+    activity_windows_days: tuple[Days, ...]  # orders, spend and average order value
+    payments_window_days: Days  # invoices, late counts and ratio, max days late
+    late_after_days: Annotated[int, Field(ge=1, le=365)]  # this many days past due = late
+    income_band_edges: tuple[float, ...]  # a band is [edge, next edge)
+    income_band_labels: tuple[str, ...]  # one more label than edges
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeaturizeParams:
+        windows = self.activity_windows_days
+        if not windows or list(windows) != sorted(set(windows)):
+            raise ValueError("activity_windows_days must be distinct and increasing, e.g. [30, 90]")
+        edges = self.income_band_edges
+        if not edges or list(edges) != sorted(set(edges)):
+            raise ValueError("income_band_edges must be distinct and increasing")
+        labels = self.income_band_labels
+        if len(labels) != len(edges) + 1 or len(set(labels)) != len(labels) or "" in labels:
+            raise ValueError(
+                "income_band_labels must be distinct, non-empty and one more than the edges"
+            )
+        return self
+
+
+class FeatureStoreParams(_Section):
+    """Feast behaviour: how old a served value may be, and how materialization moves."""
+
+    ttl_days: dict[str, Annotated[int, Field(ge=1, le=3650)]]
+    materialize_overlap_days: Annotated[int, Field(ge=0, le=60)]
+    materialize_chunk_rows: Annotated[int, Field(ge=100)]
+    service: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*_v[0-9]+$")]
+
+
+class TrainingSetParams(_Section):
+    cutoff: Literal["latest"] | dt.date
+    lookback_days: Annotated[int, Field(ge=1, le=3650)]
+
+
+class TrainParams(_Section):
+    learning_rate: Annotated[float, Field(gt=0, le=1)]
+    max_iter: Annotated[int, Field(ge=1, le=5000)]
+    max_leaf_nodes: Annotated[int, Field(ge=2, le=1024)]
+    min_samples_leaf: Annotated[int, Field(ge=1)]
+    l2_regularization: Annotated[float, Field(ge=0)]
+    class_weight: Literal["balanced"] | None
+    calibration: Literal["sigmoid", "isotonic"]
+    calibration_folds: Annotated[int, Field(ge=2, le=10)]
+    random_state: int
+    min_rows: Annotated[int, Field(ge=10)]
+    min_positives: Annotated[int, Field(ge=2)]
+    retrain_min_new_labels: Annotated[int, Field(ge=0)]
+
+
+class EvaluateParams(_Section):
+    holdout_days: Annotated[int, Field(ge=1, le=365)]
+    tenure_bands_days: list[Annotated[int, Field(ge=1)]]
+    permutation_repeats: Annotated[int, Field(ge=1, le=50)]
+
+    @model_validator(mode="after")
+    def _bands_increase(self) -> EvaluateParams:
+        if self.tenure_bands_days != sorted(set(self.tenure_bands_days)):
+            raise ValueError("evaluate.tenure_bands_days must be strictly increasing")
+        return self
+
+
+class RegisterParams(_Section):
+    experiment: Annotated[str, Field(min_length=1)]
+    model_name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
+    candidate_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+
+
+class FloorsParams(_Section):
+    roc_auc: Rate
+    brier: Rate
+
+
+class NonInferiorityParams(_Section):
+    roc_auc_margin: Annotated[float, Field(ge=0, le=0.5)]
+    brier_margin: Annotated[float, Field(ge=0, le=0.5)]
+    bootstrap_samples: Annotated[int, Field(ge=100, le=100_000)]
+    confidence: Annotated[float, Field(gt=0.5, lt=1)]
+    seed: int
+
+
+class SliceParams(_Section):
+    tolerance_roc_auc: Annotated[float, Field(ge=0, le=0.5)]
+    min_rows: Annotated[int, Field(ge=1)]
+    min_positives: Annotated[int, Field(ge=1)]
+
+
+class BehaviourParams(_Section):
+    monotone_increasing: list[str]
+    invariant_to: list[str]
+    sample_rows: Annotated[int, Field(ge=10, le=100_000)]
+
+
+class BudgetParams(_Section):
+    latency_p99_ms: Annotated[float, Field(gt=0)]
+    model_size_mb: Annotated[float, Field(gt=0)]
+
+
+class ProductionParams(_Section):
+    mode: Literal["shadow", "canary"]
+    canary_share: Annotated[float, Field(ge=0, le=0.5)]
+    bake_days: Annotated[int, Field(ge=0, le=365)]
+    min_labelled: Annotated[int, Field(ge=1)]
+    roc_auc_margin: Annotated[float, Field(ge=0, le=0.5)]
+    max_error_rate: Rate
+
+
+class PromoteParams(_Section):
+    champion_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+    challenger_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+    floors: FloorsParams
+    non_inferiority: NonInferiorityParams
+    slices: SliceParams
+    behaviour: BehaviourParams
+    budget: BudgetParams
+    production: ProductionParams
+
+
+class Params(_Section):
+    simulate: SimulateParams
+    ingest: IngestParams
+    featurize: FeaturizeParams
+    feature_store: FeatureStoreParams
+    training_set: TrainingSetParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    # `register` would shadow ABCMeta.register on the model class; the YAML key is `register`.
+    register_: RegisterParams = Field(alias="register")
+    promote: PromoteParams
+
+    @model_validator(mode="after")
+    def _shock_inside_world(self) -> Params:
+        shock = self.simulate.shock_date
+        if shock is not None and shock < self.simulate.start:
+            raise ValueError("simulate.shock_date is before simulate.start")
+        return self
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate `params.yaml`; any problem is one ConfigError line naming the key."""
+    where = path.name
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: parameters file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        from kaizen.config import describe_validation_error
+
+        raise ConfigError(describe_validation_error(exc, where)) from None

@@ -1,0 +1,197 @@
+"""Shared fixtures. One Airflow home, one S3 server, one Spark session and one small simulated
+world per session.
+
+Services: in CI (`CI=true`) a test that needs PostgreSQL, Redis or the S3 server fails when
+the service is missing; elsewhere it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaizen.config import Settings, get_settings
+from kaizen.params import SimulateParams, load_params
+from kaizen.runtime import Runtime
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_unavailable(name: str, reason: str) -> None:
+    message = f"{name} unavailable: {reason}"
+    if IN_CI:
+        pytest.fail(f"{message} (required in CI)", pytrace=False)
+    pytest.skip(message)
+
+
+def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the developer's .env, lake and Airflow home out of the tests."""
+    root = tmp_path_factory.mktemp("session")
+    patch = pytest.MonkeyPatch()
+    for key in list(os.environ):
+        if key.startswith("KAIZEN_"):
+            patch.delenv(key)
+    patch.setenv("KAIZEN_HOME", str(REPO))
+    patch.setenv("KAIZEN_RAW_ROOT", str(root / "raw"))
+    patch.setenv("KAIZEN_LAKE_ROOT", str(root / "lake"))
+    patch.setenv("KAIZEN_AIRFLOW_HOME", str(root / "airflow"))
+    patch.setenv("KAIZEN_GX_UNCOMMITTED_DIR", str(root / "gx"))
+    patch.setenv("GX_ANALYTICS_ENABLED", "false")
+    patch.chdir(root)  # so no stray .env is read from the checkout
+    get_settings.cache_clear()
+    yield root
+    patch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for one test: its own raw landing zone and lake."""
+    return Settings(
+        _env_file=None,
+        home=REPO,
+        raw_root=str(tmp_path / "raw"),
+        lake_root=str(tmp_path / "lake"),
+        gx_uncommitted_dir=tmp_path / "gx",
+        gx_data_docs="failures",  # rendering every page costs ~1 s; one test checks "every"
+    )
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Runtime:
+    return Runtime(settings)
+
+
+@pytest.fixture(scope="session")
+def params_simulate() -> SimulateParams:
+    return load_params(REPO / "params.yaml").simulate
+
+
+def small_world(**overrides: object) -> SimulateParams:
+    base = load_params(REPO / "params.yaml").simulate.model_dump()
+    base.update({"start": dt.date(2026, 1, 1), "days": 5, "customers": 300, "seed": 11})
+    base.update(overrides)
+    return SimulateParams.model_validate(base)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A private SeaweedFS on loopback with fresh credentials, for the whole session."""
+    from kaizen.errors import KaizenError
+    from kaizen.seaweed import running, weed_binary
+
+    try:
+        weed_binary()
+    except KaizenError as exc:
+        service_unavailable("S3 server (SeaweedFS)", str(exc))
+    directory = tmp_path_factory.mktemp("seaweed")
+    try:
+        with running(directory) as endpoint:
+            yield endpoint
+    except KaizenError as exc:
+        service_unavailable("S3 server (SeaweedFS)", str(exc))
+
+
+@pytest.fixture
+def s3_settings(s3: object, tmp_path: Path) -> Settings:
+    """Settings whose raw landing zone and lake live in the session's S3 bucket."""
+    prefix = f"s3://{s3.bucket}/t-{tmp_path.name}"  # type: ignore[attr-defined]
+    return Settings(
+        _env_file=None,
+        home=REPO,
+        raw_root=f"{prefix}/raw",
+        lake_root=f"{prefix}/lake",
+        s3_endpoint_url=s3.endpoint_url,  # type: ignore[attr-defined]
+        s3_access_key_id=s3.access_key_id,  # type: ignore[attr-defined]
+        s3_secret_access_key=s3.secret_access_key,  # type: ignore[attr-defined]
+    )
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """The one SparkSession of the test session (starting Spark costs 8-14 s here)."""
+    from kaizen.spark import get_spark, stop_spark
+
+    session = get_spark()
+    yield session
+    stop_spark()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    if not tcp_open("127.0.0.1", 5432):
+        service_unavailable("PostgreSQL", "nothing answers on 127.0.0.1:5432 (run `make services`)")
+    return "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not tcp_open("127.0.0.1", 6379):
+        service_unavailable("Redis", "nothing answers on 127.0.0.1:6379 (run `make services`)")
+    return "redis://127.0.0.1:6379/0"
+
+
+# -- a labelled world: raw -> silver -> features for 45 days, shared by the session -----------
+
+LABELLED_DAYS = 45
+LABELLED_START = dt.date(2026, 1, 1)
+LABELLED_DATES = [(LABELLED_START + dt.timedelta(days=i)).isoformat() for i in range(LABELLED_DAYS)]
+
+
+def make_settings(root: Path, **extra: object) -> Settings:
+    """Settings whose lake, Feast stores, MLflow stores and GX output all live under `root`."""
+    return Settings(
+        _env_file=None,
+        home=REPO,
+        raw_root=str(root / "raw"),
+        lake_root=str(root / "lake"),
+        gx_uncommitted_dir=root / "gx",
+        gx_data_docs="failures",
+        feast_data_dir=root / "feast",
+        runtime_dir=root / "runtime",
+        **extra,
+    )
+
+
+def run_pipeline(rt: Runtime, dates: list[str]) -> None:
+    """The DataOps stages for each day, in the order the DAG runs them (without Airflow)."""
+    from kaizen.stages.featurize import featurize
+    from kaizen.stages.ingest import ingest
+    from kaizen.stages.validate import validate
+    from kaizen.stages.validate_features import validate_features
+
+    for ds in dates:
+        for source in ("customers", "orders", "payments"):
+            ingest(source, ds, rt)
+            validate(source, ds, rt)
+        featurize(ds, rt)
+        validate_features(ds, rt)
+
+
+@pytest.fixture(scope="session")
+def labelled_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """45 days of a 2,000-customer store through the gate and the feature gate. Terms are 0
+    days, so invoices of the first 15 days have a final label by the last day."""
+    root = tmp_path_factory.mktemp("labelled-world")
+    rt = Runtime(make_settings(root))
+    world = small_world(days=LABELLED_DAYS, customers=2000, terms_days=0, seed=21)
+    from kaizen.simulate import simulate
+
+    simulate(world, rt.settings.raw_root)
+    run_pipeline(rt, LABELLED_DATES)
+    return root
