@@ -1,0 +1,76 @@
+"""`replay`: re-validate a quarantined batch after a fix and publish it to silver.
+
+Two fixes are possible and both are handled:
+* a corrected raw file was landed again: its checksum differs from the quarantined one, so
+  the batch is re-ingested from the raw drop;
+* a suite or rule changed in review: the quarantined rows go back to bronze unchanged and
+  are validated under the current suite.
+Replaying is idempotent: a batch already in silver and not in quarantine is left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import fsspec
+
+from kaizen.errors import InputError
+from kaizen.interval import parse_ds
+from kaizen.lake import Partition, lineage
+from kaizen.logs import get_logger
+from kaizen.runtime import Runtime
+from kaizen.stages.ingest import ingest
+from kaizen.stages.result import StageResult
+from kaizen.stages.validate import validate
+
+log = get_logger(__name__)
+
+
+def _raw_checksum(rt: Runtime, source: str, ds: str) -> str | None:
+    url = rt.raw_url(source, ds)
+    try:
+        with fsspec.open(url, "rb", **rt.settings.storage_options(url)) as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def replay(
+    source: str, ds: str, rt: Runtime | None = None, engine: str | None = None
+) -> StageResult:
+    rt = rt or Runtime()
+    ds = parse_ds(ds)
+    spec = rt.catalog.get(source)
+    held = Partition("quarantine", spec.name, ds)
+    manifest = rt.lake.manifest(held)
+    if manifest is None:
+        if rt.lake.exists(Partition("silver", spec.name, ds)):
+            log.info("replay %s %s: nothing in quarantine, silver already published", source, ds)
+            return StageResult(
+                "replay",
+                f"{source} {ds}",
+                status="skipped",
+                output=rt.lake.url(Partition("silver", spec.name, ds)),
+            )
+        raise InputError(
+            f"nothing to replay for {source} {ds}: no quarantined batch and no silver partition"
+        )
+    raw_sum = _raw_checksum(rt, spec.name, ds)
+    if raw_sum is not None and raw_sum != manifest.get("source_sha256"):
+        log.info(
+            "replay %s %s: the raw drop changed since it was quarantined; re-ingesting", source, ds
+        )
+        ingest(spec.name, ds, rt)
+    else:
+        if manifest.get("validation", {}).get("suite") == "file checks":
+            raise InputError(
+                f"{source} {ds} could not be parsed and its raw file is unchanged: land a corrected file first"
+            )
+        log.info(
+            "replay %s %s: re-validating the quarantined rows under the current suite", source, ds
+        )
+        meta = lineage(manifest, drop=("validation", "rows_landed"))
+        rt.lake.write(Partition("bronze", spec.name, ds), rt.lake.read_table(held), meta=meta)
+    result = validate(spec.name, ds, rt, engine=engine)
+    result.stage = "replay"
+    return result
