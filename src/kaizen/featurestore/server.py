@@ -1,0 +1,294 @@
+"""`kaizen feature-server`: Feast's own feature server behind a bearer token, with freshness.
+
+Feast's built-in auth is OIDC or Kubernetes only, and it serves online values past their
+view's TTL as if current (feast-dev/feast#6821). Feast's app (`feast.feature_server.get_app`)
+is served unmodified, inside two plain ASGI layers of ours, outermost first:
+
+1. `BearerAuth`: every HTTP and WebSocket route needs `Authorization: Bearer <token>`,
+   compared in constant time, except `GET /health` (Feast's liveness check: 200 or 503 with
+   an empty body, so it tells nothing but "up"). Missing and wrong tokens get the same 401.
+2. `Freshness`: a 200 from `POST /get-online-features` is judged like `online.read_features`
+   at the server's clock: a value of a view past its TTL gets status `OUTSIDE_MAX_AGE` (Feast's
+   own status enum) and, under the `refuse` policy (the server's), a null value.
+
+The token is `KAIZEN_FEATURE_SERVER_TOKEN` (`.env`; the first `kaizen up` generates it). With
+none the server refuses to start. It binds `KAIZEN_FEATURE_SERVER_HOST` (127.0.0.1) and
+`KAIZEN_FEATURE_SERVER_PORT` (6566).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from kaizen.config import Settings
+from kaizen.errors import ConfigError, KaizenError
+from kaizen.featurestore.online import (
+    POLICIES,
+    Policy,
+    evidence,
+    judge,
+    plan_for_refs,
+    plan_for_service,
+)
+from kaizen.logs import get_logger
+
+log = get_logger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+TOKEN_VARIABLE = "KAIZEN_FEATURE_SERVER_TOKEN"
+MIN_TOKEN_LENGTH = 16
+OPEN_PATHS = frozenset({"/health"})  # Feast's liveness route: an empty 200 or 503
+SERVER_POLICY: Policy = "refuse"  # params.yaml: a value past its TTL is "not served"
+_UNAUTHORIZED = b'{"detail":"Unauthorized"}'
+
+
+def require_token(settings: Settings) -> str:
+    """The configured token, or one line saying why the server will not start without one."""
+    secret = settings.feature_server_token
+    token = secret.get_secret_value() if secret is not None else ""
+    if not token:
+        raise ConfigError(
+            f"no feature server token: set {TOKEN_VARIABLE} in .env (the first `kaizen up` "
+            "generates one); the feature server never runs without authentication"
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{TOKEN_VARIABLE} is too short ({len(token)} characters): use at least "
+            f"{MIN_TOKEN_LENGTH} random ones, or delete it and let `kaizen up` generate one"
+        )
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(f"{TOKEN_VARIABLE} must be printable ASCII without spaces")
+    return token
+
+
+class BearerAuth:
+    """Refuse every request without `Authorization: Bearer <token>`, except `open_paths`."""
+
+    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = OPEN_PATHS):
+        self.app = app
+        self._token = token.encode("ascii")
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):  # lifespan
+            await self.app(scope, receive, send)
+            return
+        if (kind == "http" and scope["path"] in self.open_paths) or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        if kind == "websocket":  # closed before the handshake: the client sees HTTP 403
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_UNAUTHORIZED)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _UNAUTHORIZED})
+
+    def _authorized(self, scope: Scope) -> bool:
+        values = [v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"]
+        if len(values) != 1:
+            return False
+        scheme, _, credentials = values[0].strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        # Constant time in the token's content (a length mismatch returns early).
+        return hmac.compare_digest(credentials.strip(), self._token)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Freshness:
+    """Judge `POST /get-online-features` responses: values past their view's TTL are flagged
+    `OUTSIDE_MAX_AGE` and, under `refuse`, nulled. Everything else passes through untouched."""
+
+    PATH = "/get-online-features"
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: Any,
+        policy: Policy = SERVER_POLICY,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ):
+        if policy not in POLICIES:
+            raise ConfigError(f"unknown freshness policy {policy!r}: use mark or refuse")
+        self.app, self.store, self.policy, self.clock = app, store, policy, clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        from starlette.concurrency import run_in_threadpool
+
+        request = await _read_body(receive)
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        replayed = False
+
+        async def replay() -> Message:  # the body once, then the client's own events
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": request, "more_body": False}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, replay, capture)
+        except Exception:
+            # Starlette sends the error response of an unhandled exception, then re-raises it
+            # for the server to log: pass that response on unjudged (it holds no values).
+            if start:
+                await send(start)
+                await send({"type": "http.response.body", "body": b"".join(chunks)})
+            raise
+        status, body = start["status"], b"".join(chunks)
+        if status == 200:
+            try:
+                body = await run_in_threadpool(self.judge_response, request, body, self.clock())
+            except KaizenError as exc:  # e.g. an on-demand feature without its sources
+                status, body = 400, json.dumps({"detail": str(exc)}).encode()
+            except Exception:  # never serve values whose freshness was not checked
+                log.exception("freshness check failed; the response was withheld")
+                status, body = 500, b'{"detail":"freshness check failed"}'
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def judge_response(self, request: bytes, response: bytes, now: dt.datetime) -> bytes:
+        asked = json.loads(request)
+        full = bool(asked.get("full_feature_names"))
+        if asked.get("feature_service"):
+            plan = plan_for_service(self.store, asked["feature_service"], full_feature_names=full)
+        else:
+            plan = plan_for_refs(self.store, asked.get("features") or [], full_feature_names=full)
+        answer = json.loads(response)
+        results = answer.get("results") or []
+        names = answer["metadata"]["feature_names"]
+        rows = len(results[0]["values"]) if results else 0
+        found: dict[str, list[bool]] = {}
+        stamps: dict[str, list[dt.datetime | None]] = {}
+        for view, at in evidence(plan, names).items():
+            found[view] = [s != "NOT_FOUND" for s in results[at]["statuses"]]
+            stamps[view] = [_parse_timestamp(t) for t in results[at]["event_timestamps"]]
+        verdicts = judge(plan, found, stamps, rows, now)
+        if not any(v.stale for verdict in verdicts for v in verdict.values()):
+            return response  # the common case: nothing to change, nothing to re-encode
+        for at, column in enumerate(names):
+            view = plan.columns.get(column)
+            if view is None:  # an entity key
+                continue
+            statuses, values = results[at]["statuses"], results[at]["values"]
+            for i in range(rows):
+                if verdicts[i][view].stale and statuses[i] in ("PRESENT", "NULL_VALUE"):
+                    statuses[i] = "OUTSIDE_MAX_AGE"
+                    if self.policy == "refuse":
+                        values[i] = None
+        return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            break
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(parts)
+
+
+def _parse_timestamp(text: str) -> dt.datetime:
+    """Feast's RFC 3339 (`...Z`, 0, 3, 6 or 9 fraction digits) to an aware datetime."""
+    text = text.removesuffix("Z")
+    head, dot, fraction = text.partition(".")
+    if dot:
+        head = f"{head}.{fraction[:6].ljust(6, '0')}"
+    return dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC)
+
+
+def build_app(
+    store: Any,
+    token: str,
+    *,
+    policy: Policy = SERVER_POLICY,
+    clock: Callable[[], dt.datetime] = utc_now,
+    registry_ttl_sec: int = 5,
+) -> ASGIApp:
+    """Feast's feature server app inside Kaizen's freshness and authentication layers."""
+    from feast.feature_server import get_app
+
+    feast_app = get_app(store, registry_ttl_sec=registry_ttl_sec)
+    return BearerAuth(Freshness(feast_app, store, policy=policy, clock=clock), token)
+
+
+def serve(settings: Settings) -> None:
+    """Run the feature server in the foreground until SIGINT / SIGTERM."""
+    import uvicorn
+
+    from kaizen.featurestore.store import open_store
+
+    token = require_token(settings)
+    # Feast logs every registry refresh (every few seconds) at INFO.
+    logging.getLogger("feast.infra.registry.registry").setLevel(logging.WARNING)
+    host, port = settings.feature_server_host, settings.feature_server_port
+    try:
+        sock = socket.create_server((host, port))
+    except OSError as exc:
+        raise KaizenError(
+            f"the feature server cannot listen on {host}:{port} ({os.strerror(exc.errno or 0)}): "
+            "stop what holds it or choose another port with KAIZEN_FEATURE_SERVER_PORT"
+        ) from None
+    try:
+        if not (settings.feast_repo / "feature_store.yaml").is_file():
+            raise ConfigError(f"no Feast repo at {settings.feast_repo} (KAIZEN_FEAST_REPO)")
+        store = open_store(settings)
+        app = build_app(store, token)
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # Kaizen's logging, configured by the CLI
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        log.info(
+            "feature server on http://%s:%d (bearer token from %s; freshness policy %s)",
+            host,
+            port,
+            TOKEN_VARIABLE,
+            SERVER_POLICY,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

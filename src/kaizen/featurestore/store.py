@@ -1,0 +1,142 @@
+"""Opening the Feast store of a profile, and applying the declarative repo idempotently.
+
+`feature_repo/feature_store.yaml` takes the registry and online store from two variables
+(Feast expands `${VAR}` in that file), which this module derives from the settings:
+
+* `local`: a registry file and Kaizen's monotonic SQLite store under `feast_data_dir`;
+* `stack`: the SQL registry on Postgres and Kaizen's monotonic Redis store.
+
+`kaizen feast-env` prints them so the `feast` CLI sees the same store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kaizen.config import Settings
+from kaizen.errors import ConfigError
+from kaizen.logs import get_logger
+from kaizen.postgres import ensure_database
+
+log = get_logger(__name__)
+ONLINE_STORES = {
+    "sqlite": "kaizen.featurestore.online_stores.MonotonicSqliteOnlineStore",
+    "redis": "kaizen.featurestore.online_stores.MonotonicRedisOnlineStore",
+}
+
+
+def feast_environ(settings: Settings) -> dict[str, str]:
+    """The variables `feature_store.yaml` expands, as YAML flow mappings."""
+    data = settings.feast_data_dir
+    if settings.feast_registry == "sql":
+        registry = {
+            "registry_type": "sql",
+            "path": settings.postgres_url,
+            "cache_ttl_seconds": 30,
+            "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
+        }
+    else:
+        registry = {
+            "registry_type": "file",
+            "path": str(data / "registry.db"),
+            "cache_ttl_seconds": 30,
+        }
+    if settings.feast_online_store == "redis":
+        online = {"type": ONLINE_STORES["redis"], "connection_string": settings.redis_connection}
+    else:
+        online = {"type": ONLINE_STORES["sqlite"], "path": str(data / "online.db")}
+    return {
+        "KAIZEN_HOME": str(settings.home),
+        "KAIZEN_LAKE_ROOT": settings.lake_root,
+        "KAIZEN_PARAMS_FILE": str(settings.params_file),
+        "FEAST_KAIZEN_REGISTRY": json.dumps(registry),
+        "FEAST_KAIZEN_ONLINE_STORE": json.dumps(online),
+        "FEAST_USAGE": "False",
+    }
+
+
+def _prepare(settings: Settings) -> None:
+    os.environ.update(feast_environ(settings))
+    settings.feast_data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.feast_registry == "sql":
+        ensure_database(settings.postgres_url)
+
+
+def open_store(settings: Settings, *, require_applied: bool = True) -> Any:
+    """A FeatureStore on the project's repo for this profile (cached per process)."""
+    _prepare(settings)
+    store = _open(str(settings.feast_repo), json.dumps(feast_environ(settings), sort_keys=True))
+    if require_applied and not store.list_feature_views(allow_cache=True):
+        raise ConfigError(
+            "the Feast registry has no feature views for this profile: run `kaizen apply`"
+        )
+    return store
+
+
+@functools.lru_cache(maxsize=4)
+def _open(repo: str, _environ_key: str) -> Any:
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=repo)
+
+
+@contextlib.contextmanager
+def _apply_lock(settings: Settings) -> Iterator[None]:
+    """One `apply` at a time on this machine: a file registry is rewritten whole."""
+    path = settings.feast_data_dir / ".apply.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def _in_repo(repo: Path) -> Iterator[None]:
+    """Feast imports the repo's modules by their path relative to the working directory,
+    with the repo on sys.path; fresh each time, since their paths depend on the settings."""
+
+    def forget() -> None:
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", "") or "").startswith(str(repo) + os.sep):
+                del sys.modules[name]
+
+    cwd = os.getcwd()
+    forget()
+    sys.path.insert(0, str(repo))
+    os.chdir(repo)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(repo))
+        forget()
+
+
+def apply(settings: Settings) -> dict[str, int]:
+    """`feast apply` for the repo: creates, updates and removes objects; a no-op when in sync."""
+    from feast.repo_config import load_repo_config
+    from feast.repo_operations import apply_total
+
+    _prepare(settings)
+    repo = Path(settings.feast_repo).resolve()
+    with _apply_lock(settings), _in_repo(repo):
+        config = load_repo_config(repo, repo / "feature_store.yaml")
+        apply_total(config, repo, skip_source_validation=True)
+    _open.cache_clear()
+    store = open_store(settings, require_applied=False)
+    counts = {
+        "entities": len(store.list_entities()),
+        "feature_views": len(store.list_feature_views()),
+        "on_demand_feature_views": len(store.list_on_demand_feature_views()),
+        "feature_services": len(store.list_feature_services()),
+    }
+    log.info("Feast repo %s applied: %s", repo, counts)
+    return counts
