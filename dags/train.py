@@ -1,0 +1,75 @@
+"""train: the DVC training pipeline, run by the scheduler.
+
+Triggered by the `credit_risk_features` asset (every materialized interval) and weekly. An
+asset-triggered run trains only once `train.retrain_min_new_labels` more invoices have a
+final label than the newest model was trained on; a weekly or manual run always trains.
+`repro` runs the same `dvc repro` a data scientist runs (training_set -> train -> evaluate
+-> register), waiting for DVC's lock rather than failing on it, one run at a time. It ends
+with a registered version at the `candidate` alias, waiting for the promotion gates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
+
+from kaizen.dagkit import DEFAULT_ARGS, FEATURES_ASSET_NAME, START_DATE, run_stage, runtime
+
+FEATURES = Asset(FEATURES_ASSET_NAME)
+
+
+@dag(
+    dag_id="train",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=FEATURES
+    ),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,  # with DVC's lock, a second run waits; it never fails on the lock
+    default_args={**DEFAULT_ARGS, "retry_delay": dt.timedelta(minutes=5)},
+    dagrun_timeout=dt.timedelta(hours=3),
+    tags=["kaizen", "training"],
+    doc_md=__doc__,
+    params={"force": Param(False, type="boolean", description="train even without new labels")},
+)
+def train() -> None:
+    @task.short_circuit
+    def new_labels() -> bool:
+        context = get_current_context()
+        run_type = str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type))
+        if run_type != "asset_triggered" or context["params"].get("force"):
+            return True
+        from kaizen.model.registry import latest_version
+        from kaizen.stages.training_set import final_labels
+
+        rt = runtime()
+        version = latest_version(rt)
+        trained_on = int((version.tags or {}).get("kaizen.training_set_rows", 0)) if version else 0
+        fresh = final_labels(rt) - trained_on
+        print(
+            f"{fresh} more final labels than version {getattr(version, 'version', '-')} was trained on"
+        )
+        return fresh >= rt.params.train.retrain_min_new_labels
+
+    @task(execution_timeout=dt.timedelta(hours=2))
+    def repro() -> dict:
+        context = get_current_context()
+        from kaizen.stages.pipeline import repro as stage
+
+        return run_stage(
+            stage, runtime(), airflow_run=f"{context['dag'].dag_id}/{context['run_id']}"
+        )
+
+    new_labels() >> repro()
+
+
+train()

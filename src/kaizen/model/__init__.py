@@ -1,0 +1,1 @@
+"""The credit-risk model: data split, pipeline, metrics, safe serialization, MLflow."""

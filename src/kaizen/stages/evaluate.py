@@ -1,0 +1,178 @@
+"""`evaluate`: score the model on its frozen time-based holdout, overall and per slice.
+
+Writes `metrics.json` (DVC metrics) and `plots/*.json` (DVC plots: ROC, precision-recall,
+calibration, feature importance), and logs the same to the model's MLflow run with images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from kaizen.errors import InputError
+from kaizen.logs import get_logger
+from kaizen.model import metrics, serialization
+from kaizen.model.data import LABEL, model_inputs, split_by_time, tenure_band
+from kaizen.runtime import Runtime
+from kaizen.stages.result import StageResult, timed
+
+log = get_logger(__name__)
+
+
+def holdout_scores(rt: Runtime, training_set: Path, model: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    frame = pd.read_parquet(training_set)
+    _, holdout = split_by_time(frame, rt.params.evaluate.holdout_days)
+    if holdout.empty:
+        raise InputError(
+            "the holdout window is empty: lengthen the training set or shorten evaluate.holdout_days"
+        )
+    inputs = model_inputs(frame)
+    return holdout, model.predict_proba(holdout[inputs.all])[:, 1]
+
+
+def importance(
+    model: Any, holdout: pd.DataFrame, repeats: int, seed: int
+) -> list[dict[str, float]]:
+    from sklearn.inspection import permutation_importance
+
+    inputs = model_inputs(holdout).all
+    if holdout[LABEL].nunique() < 2:
+        return []
+    found = permutation_importance(
+        model,
+        holdout[inputs],
+        holdout[LABEL],
+        scoring="roc_auc",
+        n_repeats=repeats,
+        random_state=seed,
+        n_jobs=1,
+    )
+    ranked = sorted(
+        zip(inputs, found.importances_mean, found.importances_std, strict=True), key=lambda r: -r[1]
+    )
+    return [
+        {"feature": f, "importance": round(float(m), 6), "std": round(float(s), 6)}
+        for f, m, s in ranked
+    ]
+
+
+def _figures(
+    curves: dict[str, list[dict[str, float]]], ranked: list[dict[str, float]]
+) -> dict[str, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    for name, (x, y, xlabel, ylabel) in {
+        "roc": ("fpr", "tpr", "false positive rate", "true positive rate"),
+        "precision_recall": ("recall", "precision", "recall", "precision"),
+        "calibration": (
+            "predicted",
+            "observed",
+            "mean predicted probability",
+            "observed late rate",
+        ),
+    }.items():
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        ax.plot(
+            [r[x] for r in curves[name]],
+            [r[y] for r in curves[name]],
+            marker="." if name == "calibration" else None,
+        )
+        if name in ("roc", "calibration"):
+            ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=name.replace("_", "-"))
+        figures[name] = fig
+    fig, ax = plt.subplots(figsize=(6, 5))
+    top = ranked[:15][::-1]
+    ax.barh([r["feature"] for r in top], [r["importance"] for r in top])
+    ax.set(xlabel="drop in ROC AUC when shuffled", title="feature importance (holdout)")
+    fig.tight_layout()
+    figures["importance"] = fig
+    return figures
+
+
+def evaluate(
+    training_set: str | Path, model_dir: str | Path, out: str | Path, rt: Runtime | None = None
+) -> StageResult:
+    import mlflow
+
+    from kaizen.model import tracking
+
+    rt = rt or Runtime()
+    training_set, model_dir, out = Path(training_set), Path(model_dir), Path(out)
+    p = rt.params.evaluate
+    result = StageResult("evaluate", str(model_dir))
+    with (
+        timed(result, log),
+        threadpool_limits(limits=1),
+    ):  # many small predictions: threads only wait
+        model = serialization.load(model_dir)
+        holdout, proba = holdout_scores(rt, training_set, model)
+        y = holdout[LABEL].to_numpy()
+        overall = metrics.score(y, proba)
+        overall["window"] = [
+            holdout.event_timestamp.min().date().isoformat(),
+            holdout.event_timestamp.max().date().isoformat(),
+        ]
+        slices = metrics.by_slice(
+            y,
+            proba,
+            {
+                "region": holdout["region"],
+                "tenure_band": tenure_band(holdout["tenure_days"], p.tenure_bands_days),
+            },
+        )
+        curves = (
+            metrics.curves(y, proba)
+            if len(np.unique(y)) == 2
+            else {"roc": [], "precision_recall": [], "calibration": []}
+        )
+        ranked = importance(model, holdout, p.permutation_repeats, rt.params.train.random_state)
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(
+            json.dumps({"holdout": overall, "slices": slices}, indent=2, sort_keys=True) + "\n"
+        )
+        for name, rows in {**curves, "importance": ranked}.items():
+            (out / "plots" / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
+        run = json.loads((model_dir / "run.json").read_text())
+        tracking.configure(rt.settings, rt.params.register_.experiment)
+        with mlflow.start_run(run_id=run["run_id"]):
+            mlflow.log_metrics(
+                {f"holdout_{k}": v for k, v in overall.items() if isinstance(v, float)}
+            )
+            for name, values in slices.items():
+                for value, m in values.items():
+                    mlflow.log_metrics(
+                        {
+                            f"slice_{name}_{value}_{k}".replace("<", "lt").replace("+", "plus"): v
+                            for k, v in m.items()
+                            if k in metrics.METRICS and v is not None
+                        }
+                    )
+            mlflow.log_dict({"holdout": overall, "slices": slices}, "evaluation/metrics.json")
+            if ranked:
+                for name, figure in _figures(curves, ranked).items():
+                    mlflow.log_figure(figure, f"evaluation/{name}.png")
+            mlflow.set_tag("kaizen.stage", "evaluated")
+        result.rows_in = result.rows_out = len(holdout)
+        result.output = str(out / "metrics.json")
+        result.details = {k: overall[k] for k in ("roc_auc", "pr_auc", "brier", "log_loss")}
+        log.info(
+            "holdout %s .. %s: ROC AUC %s, PR AUC %s, Brier %s, log loss %s (%d invoices, %d late)",
+            *overall["window"],
+            overall["roc_auc"],
+            overall["pr_auc"],
+            overall["brier"],
+            overall["log_loss"],
+            overall["rows"],
+            overall["positives"],
+        )
+    return result

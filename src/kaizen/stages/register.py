@@ -1,0 +1,110 @@
+"""`register`: log the model to MLflow and register it as a new version of `credit_risk`.
+
+The version carries its release manifest as tags and as `release_manifest.json`, is logged
+with a signature, an input example and its audited skops trusted types (so it loads in a
+fresh process with the check on), and gets the `candidate` alias: it waits there for the
+promotion gates. Nothing is registered when an earlier stage refused the data.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+
+from kaizen.logs import get_logger
+from kaizen.model import manifest, serialization
+from kaizen.model.data import model_inputs, split_by_time
+from kaizen.runtime import Runtime
+from kaizen.stages.result import StageResult, timed
+
+log = get_logger(__name__)
+# Written explicitly: MLflow's requirement inference imports and inspects the model (slow).
+REQUIREMENTS = ("scikit-learn", "skops", "numpy", "pandas", "scipy")
+
+
+def pip_requirements() -> list[str]:
+    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+
+
+def register(
+    training_set: str | Path,
+    model_dir: str | Path,
+    eval_dir: str | Path,
+    out: str | Path,
+    rt: Runtime | None = None,
+) -> StageResult:
+    import mlflow
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    from kaizen.model import tracking
+
+    rt = rt or Runtime()
+    training_set, model_dir, eval_dir, out = (
+        Path(training_set),
+        Path(model_dir),
+        Path(eval_dir),
+        Path(out),
+    )
+    p = rt.params.register_
+    result = StageResult("register", str(model_dir))
+    with timed(result, log):
+        model = serialization.load(model_dir)
+        trusted = json.loads((model_dir / "trusted_types.json").read_text())
+        run = json.loads((model_dir / "run.json").read_text())
+        evaluation = json.loads((eval_dir / "metrics.json").read_text())
+        description = json.loads(training_set.with_suffix(".json").read_text())
+        release = manifest.build(rt, training_set, description, evaluation["holdout"])
+        frame = pd.read_parquet(training_set)
+        inputs = model_inputs(frame).all
+        example = frame[inputs].tail(5)
+        signature = infer_signature(example, model.predict_proba(example)[:, 1])
+        tracking.configure(rt.settings, p.experiment)
+        client = MlflowClient()
+        with mlflow.start_run(run_id=run["run_id"]):
+            logged = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=example,
+                serialization_format="skops",
+                skops_trusted_types=trusted,
+                pip_requirements=pip_requirements(),
+                registered_model_name=p.model_name,
+            )
+            mlflow.log_dict(release, "release_manifest.json")
+            # The gates score every candidate and champion on the candidate's holdout: keep it.
+            _, holdout = split_by_time(frame, rt.params.evaluate.holdout_days)
+            with tempfile.TemporaryDirectory() as tmp:
+                holdout.to_parquet(Path(tmp) / "holdout.parquet", index=False)
+                mlflow.log_artifact(str(Path(tmp) / "holdout.parquet"), "evaluation")
+            mlflow.set_tags({**manifest.as_tags(release), "kaizen.stage": "registered"})
+        number = str(logged.registered_model_version)
+        for key, value in manifest.as_tags(release).items():
+            client.set_model_version_tag(p.model_name, number, key, value)
+        client.set_registered_model_alias(p.model_name, p.candidate_alias, number)
+        registered = {
+            "name": p.model_name,
+            "version": number,
+            "alias": p.candidate_alias,
+            "run_id": run["run_id"],
+            "model_uri": f"models:/{p.model_name}/{number}",
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(registered, indent=2, sort_keys=True) + "\n")
+        result.rows_in = result.rows_out = 1
+        result.output = registered["model_uri"]
+        result.details = registered
+        log.info(
+            "registered %s version %s as @%s (ROC AUC %s on %s)",
+            p.model_name,
+            number,
+            p.candidate_alias,
+            evaluation["holdout"]["roc_auc"],
+            evaluation["holdout"]["window"],
+        )
+    return result

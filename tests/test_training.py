@@ -1,0 +1,353 @@
+"""Training: the stages on the labelled world, MLflow registration with a release manifest,
+`dvc repro` from a fresh clone (and through the train DAG), and the S3 DVC remote."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pydantic import SecretStr
+from conftest import REPO, make_settings
+
+from kaizen.errors import InputError
+from kaizen.featurestore.store import apply
+from kaizen.model.data import LABEL, check_trainable
+from kaizen.model.manifest import file_md5
+from kaizen.runtime import Runtime
+from kaizen.stages.evaluate import evaluate
+from kaizen.stages.register import register
+from kaizen.stages.train import train
+from kaizen.stages.training_set import training_set
+
+MANIFEST_KEYS = {
+    "git_commit",
+    "params_sha256",
+    "training_set_md5",
+    "training_set_rows",
+    "training_set_cutoff",
+    "feature_service",
+    "feature_service_version",
+    "gx_suites",
+    "holdout",
+    "holdout_window",
+    "airflow_run",
+}
+
+
+def small_params(rt: Runtime, **evaluate: object) -> Runtime:
+    """The labelled world is small: a 5-day holdout instead of the default."""
+    p = rt.params
+    rt.__dict__["params"] = p.model_copy(
+        update={"evaluate": p.evaluate.model_copy(update={"holdout_days": 5, **evaluate})}
+    )
+    return rt
+
+
+@pytest.fixture
+def rt(labelled_world: Path, tmp_path: Path) -> Runtime:
+    shutil.copytree(labelled_world / "lake", tmp_path / "lake")
+    runtime = small_params(Runtime(make_settings(tmp_path)))
+    apply(runtime.settings)
+    return runtime
+
+
+@pytest.fixture
+def trained(rt: Runtime, tmp_path: Path) -> dict[str, Path]:
+    paths = {
+        "ts": tmp_path / "training" / "ts.parquet",
+        "model": tmp_path / "model",
+        "eval": tmp_path / "eval",
+        "registered": tmp_path / "registered.json",
+    }
+    training_set(paths["ts"], rt)
+    train(paths["ts"], paths["model"], rt)
+    evaluate(paths["ts"], paths["model"], paths["eval"], rt)
+    return paths
+
+
+def test_training_window_precedes_the_holdout(trained: dict[str, Path]) -> None:
+    info = json.loads((trained["model"] / "train.json").read_text())
+    assert info["train_window"][1] < info["holdout_window"][0]  # no leakage across time
+    assert info["training_set"]["md5"] == file_md5(trained["ts"])
+    assert (
+        "region" in info["inputs"]["categorical"] and "late_ratio_180d" in info["inputs"]["numeric"]
+    )
+    metrics = json.loads((trained["eval"] / "metrics.json").read_text())
+    holdout = metrics["holdout"]
+    assert {"roc_auc", "pr_auc", "brier", "log_loss"} <= set(holdout)
+    assert 0.5 < holdout["roc_auc"] <= 1 and 0 < holdout["brier"] < 0.25
+    assert set(metrics["slices"]) == {"region", "tenure_band"}
+    # "missing": invoices of customers who signed up that day have no profile features yet.
+    assert set(metrics["slices"]["region"]) <= {
+        "north",
+        "south",
+        "east",
+        "west",
+        "central",
+        "missing",
+    }
+    for plot in ("roc", "precision_recall", "calibration", "importance"):
+        assert json.loads((trained["eval"] / "plots" / f"{plot}.json").read_text())
+
+
+def test_the_same_data_and_params_give_identical_metrics(
+    rt: Runtime, trained: dict[str, Path], tmp_path: Path
+) -> None:
+    train(trained["ts"], tmp_path / "model2", rt)
+    evaluate(trained["ts"], tmp_path / "model2", tmp_path / "eval2", rt)
+    assert (tmp_path / "eval2" / "metrics.json").read_text() == (
+        trained["eval"] / "metrics.json"
+    ).read_text()
+
+
+def test_register_carries_the_release_manifest_and_loads_in_a_fresh_process(
+    rt: Runtime, trained: dict[str, Path]
+) -> None:
+    result = register(trained["ts"], trained["model"], trained["eval"], trained["registered"], rt)
+    from kaizen.model.registry import client
+
+    version = client(rt).get_model_version("credit_risk", result.details["version"])
+    tags = {
+        k.removeprefix("kaizen."): v for k, v in version.tags.items() if k.startswith("kaizen.")
+    }
+    assert set(tags) >= MANIFEST_KEYS
+    assert tags["training_set_md5"] == file_md5(trained["ts"])
+    assert tags["feature_service"] == "credit_risk_v1" and tags["feature_service_version"] == "1"
+    assert set(json.loads(tags["gx_suites"])) >= {"raw_orders", "features_customer_payments"}
+    assert len(tags["git_commit"]) >= 40
+    assert (
+        client(rt).get_model_version_by_alias("credit_risk", "candidate").version == version.version
+    )
+    # A fresh process loads models:/credit_risk/<v> with skops' check on, and predicts.
+    script = textwrap.dedent(f"""
+        import mlflow, pandas as pd
+        from kaizen.model.data import model_inputs
+        mlflow.set_tracking_uri({json.dumps(rt.settings.mlflow_tracking_uri or _backend(rt))})
+        model = mlflow.sklearn.load_model("models:/credit_risk/{version.version}")
+        frame = pd.read_parquet({str(trained["ts"])!r})
+        print(model.predict_proba(frame[model_inputs(frame).all].head(4))[:, 1].round(6).tolist())
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scores = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(scores) == 4 and all(0 < s < 1 for s in scores)
+
+
+def _backend(rt: Runtime) -> str:
+    from kaizen.model.tracking import tracking_uri
+
+    return tracking_uri(rt.settings)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [([], "is empty"), ([0] * 400, "single class"), ([0] * 40 + [1] * 5, "too small")],
+)
+def test_an_untrainable_set_is_one_clear_error(
+    rt: Runtime, labels: list[int], message: str
+) -> None:
+    frame = pd.DataFrame({LABEL: labels})
+    with pytest.raises(InputError, match=message) as err:
+        check_trainable(frame, rt.params.train, "the training set")
+    assert "\n" not in str(err.value)
+
+
+def test_a_single_class_training_set_registers_nothing(
+    rt: Runtime, trained: dict[str, Path], tmp_path: Path
+) -> None:
+    frame = pd.read_parquet(trained["ts"])
+    frame[LABEL] = 0
+    bad = tmp_path / "bad" / "ts.parquet"
+    bad.parent.mkdir()
+    frame.to_parquet(bad)
+    shutil.copy(trained["ts"].with_suffix(".json"), bad.with_suffix(".json"))
+    with pytest.raises(InputError, match="single class"):
+        train(bad, tmp_path / "bad-model", rt)
+    assert not (tmp_path / "bad-model").exists()
+    from kaizen.model.registry import latest_version
+
+    assert latest_version(rt) is None
+
+
+# -- dvc repro from a fresh clone, and through Airflow ------------------------------------------
+
+
+def _clone(tmp_path: Path, labelled_world: Path) -> tuple[Path, dict[str, str]]:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "diff", "HEAD", "--binary"], capture_output=True, check=True
+    ).stdout
+    if dirty:  # test the working tree, not only the last commit
+        subprocess.run(
+            ["git", "-C", str(clone), "apply", "--whitespace=nowarn"], input=dirty, check=True
+        )
+    shutil.copytree(labelled_world / "lake", clone / "data" / "lake")
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("holdout_days: 7 ", "holdout_days: 5 "))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAIZEN_", "AIRFLOW_"))}
+    env.update(
+        {
+            "KAIZEN_HOME": str(clone),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+            "KAIZEN_GX_DATA_DOCS": "failures",
+        }
+    )
+    return clone, env
+
+
+def _run(
+    args: list[str], clone: Path, env: dict[str, str], timeout: int = 600
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=clone, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+def test_dvc_repro_from_a_fresh_clone_through_the_train_dag(
+    labelled_world: Path, tmp_path: Path
+) -> None:
+    """The train DAG runs `dvc repro` in a fresh clone; the same `dvc repro` by hand then runs
+    nothing; metrics, plots and the manifest's training-set hash come from that one run."""
+    clone, env = _clone(tmp_path, labelled_world)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp_path / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(clone / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        }
+    )
+    _run(["kaizen", "apply"], clone, env)
+    _run(["airflow", "db", "migrate"], clone, env)
+    ran = _run(
+        ["airflow", "dags", "test", "train", "--conf", '{"force": true}'], clone, env, timeout=900
+    )
+    for stage in ("training_set", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in ran.stdout + ran.stderr
+    again = _run(["dvc", "repro"], clone, env)
+    assert "Running stage" not in again.stdout and "up to date" in again.stdout
+    metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], clone, env).stdout)
+    workspace = next(iter(metrics.values()))  # keyed "" (the workspace) by DVC 3
+    holdout = workspace["data"]["data/eval/metrics.json"]["data"]["holdout"]
+    assert 0.5 < holdout["roc_auc"] <= 1
+    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], clone, env)
+    assert (tmp_path / "plots" / "index.html").stat().st_size > 1000
+    # The version names the Airflow run, and its training-set hash is the one DVC recorded.
+    import yaml
+
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    outs = {o["path"]: o["md5"] for o in lock["stages"]["training_set"]["outs"]}
+    registered = json.loads((clone / "data" / "registered.json").read_text())
+    script = (
+        "import mlflow,json;from mlflow.tracking import MlflowClient;"
+        f"mlflow.set_tracking_uri('sqlite:///{clone}/.kaizen/mlflow/mlflow.db');"
+        f"print(json.dumps(MlflowClient().get_model_version('credit_risk','{registered['version']}').tags))"
+    )
+    tags = json.loads(
+        _run([sys.executable, "-c", script], clone, env).stdout.strip().splitlines()[-1]
+    )
+    assert tags["kaizen.training_set_md5"] == outs["data/training/training_set.parquet"]
+    assert tags["kaizen.airflow_run"].startswith("train/")
+    assert "pushed" in _run(["dvc", "push"], clone, env).stdout  # the local remote
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_dvc_push_and_pull_through_the_s3_remote(
+    labelled_world: Path, tmp_path: Path, s3: object
+) -> None:
+    clone, env = _clone(tmp_path, labelled_world)
+    env.update(
+        {
+            "KAIZEN_PROFILE": "stack",
+            "KAIZEN_ENGINE": "pandas",
+            "KAIZEN_FEAST_REGISTRY": "file",
+            "KAIZEN_FEAST_ONLINE_STORE": "sqlite",
+            "KAIZEN_LAKE_ROOT": str(clone / "data" / "lake"),
+            **s3.environ(),
+        }
+    )  # type: ignore[attr-defined]
+    _run(["kaizen", "dvc-remote"], clone, env)
+    assert "secret_access_key" in (clone / ".dvc" / "config.local").read_text()
+    assert "secret_access_key" not in (clone / ".dvc" / "config").read_text()
+    _run(["kaizen", "apply"], clone, env)
+    _run(["dvc", "repro", "training_set"], clone, env)
+    before = file_md5(clone / "data" / "training" / "training_set.parquet")
+    assert "pushed" in _run(["dvc", "push"], clone, env).stdout
+    shutil.rmtree(clone / ".dvc" / "cache")
+    (clone / "data" / "training" / "training_set.parquet").unlink()
+    _run(["dvc", "pull", "training_set"], clone, env)
+    assert file_md5(clone / "data" / "training" / "training_set.parquet") == before
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_the_stack_profile_tracks_in_postgres_with_artifacts_on_s3(
+    labelled_world: Path, tmp_path: Path, s3: object, postgres: str
+) -> None:
+    import uuid
+
+    import sqlalchemy as sa
+
+    database = f"kaizen_test_mlflow_{uuid.uuid4().hex[:8]}"
+    base = make_settings(tmp_path)
+    settings = base.model_copy(
+        update={
+            "profile": "stack",
+            "engine": "pandas",
+            "feast_registry": "file",
+            "feast_online_store": "sqlite",
+            "mlflow_backend_store_uri": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+            "mlflow_artifacts_destination": f"s3://{s3.bucket}/mlflow-{database}",  # type: ignore[attr-defined]
+            "s3_endpoint_url": s3.endpoint_url,  # type: ignore[attr-defined]
+            "s3_access_key_id": SecretStr(s3.access_key_id),  # type: ignore[attr-defined]
+            "s3_secret_access_key": SecretStr(s3.secret_access_key),  # type: ignore[attr-defined]
+        }
+    )
+    shutil.copytree(labelled_world / "lake", tmp_path / "lake")
+    rt = small_params(Runtime(settings))
+    apply(settings)
+    ts, model, ev = tmp_path / "ts" / "ts.parquet", tmp_path / "model", tmp_path / "eval"
+    try:
+        training_set(ts, rt)
+        train(ts, model, rt)
+        evaluate(ts, model, ev, rt)
+        result = register(ts, model, ev, tmp_path / "registered.json", rt)
+        script = textwrap.dedent(f"""
+            import os, mlflow, pandas as pd
+            from kaizen.model.data import model_inputs
+            mlflow.set_tracking_uri({settings.mlflow_backend_store_uri!r})
+            info = mlflow.models.get_model_info("models:/credit_risk/{result.details["version"]}")
+            print(info.artifact_path if hasattr(info, "artifact_path") else "", mlflow.get_run({result.details["run_id"]!r}).info.artifact_uri)
+            model = mlflow.sklearn.load_model("models:/credit_risk/{result.details["version"]}")
+            frame = pd.read_parquet({str(ts)!r})
+            print(model.predict_proba(frame[model_inputs(frame).all].head(2))[:, 1].tolist())
+        """)
+        env = {
+            **os.environ,
+            "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,  # type: ignore[attr-defined]
+            "AWS_ACCESS_KEY_ID": s3.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
+        }  # type: ignore[attr-defined]
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "s3://" in proc.stdout  # the run's artifacts live on S3
+    finally:
+        engine = sa.create_engine(postgres, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        engine.dispose()
