@@ -1,0 +1,1 @@
+"""Promotion: staging and production gates, the promotion ledger, rollback."""

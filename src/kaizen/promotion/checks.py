@@ -1,0 +1,198 @@
+"""The staging gate's checks. Each is a pure function of scores, frames and params, so a
+recorded decision can be re-run and must reach the same verdict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from kaizen.model.data import LABEL, tenure_band
+from kaizen.params import PromoteParams
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def floors(metrics: dict[str, Any], p: PromoteParams) -> Check:
+    """Absolute floors; a missing or NaN metric fails."""
+    problems = []
+    for name in ("roc_auc", "pr_auc", "brier", "log_loss"):
+        if not _finite(metrics.get(name)):
+            problems.append(f"{name} is {metrics.get(name)!r}")
+    if not problems:
+        if metrics["roc_auc"] < p.floors.roc_auc:
+            problems.append(f"ROC AUC {metrics['roc_auc']:.4f} < floor {p.floors.roc_auc}")
+        if metrics["brier"] > p.floors.brier:
+            problems.append(f"Brier {metrics['brier']:.4f} > ceiling {p.floors.brier}")
+    return Check(
+        "floors",
+        not problems,
+        "; ".join(problems) or "above every floor",
+        {k: metrics.get(k) for k in ("roc_auc", "pr_auc", "brier", "log_loss")},
+    )
+
+
+def paired_bootstrap(
+    y: np.ndarray, new: np.ndarray, old: np.ndarray, p: PromoteParams
+) -> dict[str, float]:
+    """CI of ROC AUC(new) - ROC AUC(old) over the same rows resampled together (seeded)."""
+    rng = np.random.default_rng(p.non_inferiority.seed)
+    n = len(y)
+    diffs = []
+    for _ in range(p.non_inferiority.bootstrap_samples):
+        idx = rng.integers(0, n, n)
+        if y[idx].min() == y[idx].max():
+            continue
+        diffs.append(roc_auc_score(y[idx], new[idx]) - roc_auc_score(y[idx], old[idx]))
+    alpha = (1 - p.non_inferiority.confidence) / 2
+    low, high = np.quantile(diffs, [alpha, 1 - alpha]) if diffs else (float("nan"), float("nan"))
+    return {
+        "delta": float(roc_auc_score(y, new) - roc_auc_score(y, old)),
+        "low": float(low),
+        "high": float(high),
+        "samples": len(diffs),
+    }
+
+
+def non_inferior(y: np.ndarray, new: np.ndarray, old: np.ndarray | None, p: PromoteParams) -> Check:
+    if old is None:
+        return Check("non_inferiority", True, "no champion yet: nothing to compare with")
+    ci = paired_bootstrap(y, new, old, p)
+    brier_delta = float(brier_score_loss(y, new) - brier_score_loss(y, old))
+    problems = []
+    if not (ci["low"] >= -p.non_inferiority.roc_auc_margin):
+        problems.append(
+            f"ROC AUC delta {ci['delta']:+.4f}, CI low {ci['low']:+.4f} < -{p.non_inferiority.roc_auc_margin}"
+        )
+    if brier_delta > p.non_inferiority.brier_margin:
+        problems.append(f"Brier worse by {brier_delta:.4f} > {p.non_inferiority.brier_margin}")
+    detail = "; ".join(problems) or (
+        f"ROC AUC delta {ci['delta']:+.4f} "
+        f"[{ci['low']:+.4f}, {ci['high']:+.4f}], Brier delta {brier_delta:+.4f}"
+    )
+    return Check("non_inferiority", not problems, detail, {**ci, "brier_delta": brier_delta})
+
+
+def slices(
+    frame: pd.DataFrame,
+    new: np.ndarray,
+    old: np.ndarray | None,
+    p: PromoteParams,
+    tenure_edges: list[int],
+) -> Check:
+    """No region or tenure band loses more ROC AUC than the tolerance (where it can be measured)."""
+    if old is None:
+        return Check("slices", True, "no champion yet: nothing to compare with")
+    y = frame[LABEL].to_numpy()
+    groups = {
+        "region": frame["region"].fillna("missing").astype(str),
+        "tenure_band": tenure_band(frame["tenure_days"], tenure_edges),
+    }
+    values, regressions = {}, []
+    for column, labels in groups.items():
+        for value in sorted(labels.unique()):
+            mask = (labels == value).to_numpy()
+            if (
+                mask.sum() < p.slices.min_rows
+                or y[mask].sum() < p.slices.min_positives
+                or y[mask].min() == y[mask].max()
+            ):
+                continue
+            delta = float(roc_auc_score(y[mask], new[mask]) - roc_auc_score(y[mask], old[mask]))
+            values[f"{column}={value}"] = round(delta, 6)
+            if delta < -p.slices.tolerance_roc_auc:
+                regressions.append(f"{column}={value} ROC AUC {delta:+.4f}")
+    detail = (
+        "; ".join(regressions)
+        or f"{len(values)} measurable slices within {p.slices.tolerance_roc_auc}"
+    )
+    return Check("slices", not regressions, detail, values)
+
+
+def behaviour(score: Any, frame: pd.DataFrame, p: PromoteParams) -> Check:
+    """More of a risk signal never lowers the score; fields that are not inputs never move it."""
+    sample = frame.head(p.behaviour.sample_rows).reset_index(drop=True)
+    base = score(sample)
+    problems, values = [], {}
+    for column in p.behaviour.monotone_increasing:
+        if column not in sample.columns:
+            problems.append(f"{column} missing from the holdout")
+            continue
+        bumped = sample.copy()
+        step = max(float(np.nanstd(sample[column].to_numpy(dtype=float))), 1.0)
+        bumped[column] = sample[column].fillna(0) + step
+        drops = int((score(bumped) < base - 1e-9).sum())
+        values[f"monotone:{column}"] = drops
+        if drops:
+            problems.append(f"raising {column} lowered {drops} of {len(sample)} scores")
+    for column in p.behaviour.invariant_to:
+        if column not in sample.columns:
+            continue
+        shuffled = sample.copy()
+        shuffled[column] = sample[column].sample(frac=1.0, random_state=0).to_numpy()
+        moved = int((np.abs(score(shuffled) - base) > 1e-12).sum())
+        values[f"invariant:{column}"] = moved
+        if moved:
+            problems.append(f"shuffling {column} moved {moved} scores")
+    reordered = sample[list(reversed(sample.columns))]
+    moved = int((np.abs(score(reordered) - base) > 1e-12).sum())
+    values["invariant:column_order"] = moved
+    if moved:
+        problems.append(f"reordering columns moved {moved} scores")
+    return Check(
+        "behaviour",
+        not problems,
+        "; ".join(problems) or "monotone and invariant as required",
+        values,
+    )
+
+
+def budget(latency_p99_ms: float, size_bytes: int, p: PromoteParams) -> Check:
+    size_mb = size_bytes / 2**20
+    problems = []
+    if latency_p99_ms > p.budget.latency_p99_ms:
+        problems.append(f"p99 {latency_p99_ms:.1f} ms > {p.budget.latency_p99_ms} ms")
+    if size_mb > p.budget.model_size_mb:
+        problems.append(f"size {size_mb:.1f} MB > {p.budget.model_size_mb} MB")
+    return Check(
+        "budget",
+        not problems,
+        "; ".join(problems) or f"p99 {latency_p99_ms:.1f} ms, {size_mb:.2f} MB",
+        {"latency_p99_ms": round(latency_p99_ms, 3), "size_mb": round(size_mb, 3)},
+    )
+
+
+def data_validated(days: dict[str, dict[str, Any]]) -> Check:
+    """Every day of the training window was published by the feature gate; none is held back."""
+    bad = {d: v for d, v in days.items() if not v.get("published") or v.get("quarantined")}
+    detail = (
+        f"{len(days)} training days published by the gates"
+        if not bad
+        else "; ".join(
+            f"{d}: {'quarantined ' + ','.join(v['quarantined']) if v.get('quarantined') else 'not published'}"
+            for d, v in sorted(bad.items())[:5]
+        )
+    )
+    return Check(
+        "data_validated",
+        not bad and bool(days),
+        detail if days else "no training days found",
+        {"days": len(days), "failing": sorted(bad)},
+    )

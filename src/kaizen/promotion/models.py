@@ -1,0 +1,100 @@
+"""Model versions as the gates see them: loaded, scored, measured."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from kaizen.errors import InputError
+from kaizen.runtime import Runtime
+
+
+@dataclass
+class Version:
+    number: str
+    run_id: str
+    tags: dict[str, str]
+    aliases: list[str]
+    model: Any
+    size_bytes: int
+
+    @property
+    def inputs(self) -> list[str]:
+        schema = self.model.feature_names_in_ if hasattr(self.model, "feature_names_in_") else None
+        return list(schema) if schema is not None else []
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        with threadpool_limits(limits=1):  # small batches: OpenMP threads only wait
+            return self.model.predict_proba(frame[self.inputs])[:, 1]
+
+    def latency_p99_ms(self, frame: pd.DataFrame, rows: int = 200) -> float:
+        """p99 of one-row predictions, in process (what serving pays per request)."""
+        sample = frame[self.inputs].head(rows)
+        timings = []
+        with threadpool_limits(limits=1):
+            self.model.predict_proba(sample.iloc[[0]])  # warm
+            for i in range(len(sample)):
+                started = time.perf_counter()
+                self.model.predict_proba(sample.iloc[[i]])
+                timings.append((time.perf_counter() - started) * 1000)
+        return float(np.percentile(timings, 99))
+
+
+def load(rt: Runtime, number: str) -> Version:
+    import mlflow
+
+    from kaizen.model.registry import client
+
+    registry = client(rt)
+    name = rt.params.register_.model_name
+    found = registry.get_model_version(name, number)
+    model = mlflow.sklearn.load_model(f"models:/{name}/{number}")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{number}", dst_path=tmp))
+        size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file())
+    return Version(number, found.run_id, dict(found.tags), list(found.aliases), model, size)
+
+
+def by_alias(rt: Runtime, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    from kaizen.model.registry import client
+
+    try:
+        return client(rt).get_model_version_by_alias(rt.params.register_.model_name, alias).version
+    except MlflowException:
+        return None
+
+
+def holdout_of(rt: Runtime, version: Version) -> pd.DataFrame:
+    """The frozen holdout the version was evaluated on (logged by `register`)."""
+    import mlflow
+
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path="evaluation/holdout.parquet"
+        )
+    except Exception as exc:
+        raise InputError(
+            f"version {version.number} has no logged holdout ({exc.__class__.__name__}); re-register it"
+        ) from None
+    return pd.read_parquet(path)
+
+
+def manifest(version: Version) -> dict[str, Any]:
+    out = {}
+    for key, value in version.tags.items():
+        if key.startswith("kaizen."):
+            try:
+                out[key[7:]] = json.loads(value)
+            except ValueError:
+                out[key[7:]] = value
+    return out

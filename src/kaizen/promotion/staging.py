@@ -1,0 +1,201 @@
+"""The staging gate: a `candidate` becomes `challenger` only if every check holds.
+
+Evidence is the candidate's frozen point-in-time holdout; the champion (if any) is scored on
+the same rows. Every decision is stored as an immutable record with that holdout attached,
+logged to the candidate's MLflow run, and `replay()` re-runs it from the record alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kaizen.errors import InputError
+from kaizen.lake import Partition
+from kaizen.logs import get_logger
+from kaizen.model import metrics
+from kaizen.model.data import LABEL
+from kaizen.params import PromoteParams
+from kaizen.promotion import checks, ledger
+from kaizen.promotion.models import Version, by_alias, holdout_of, load, manifest
+from kaizen.records import RecordStore
+from kaizen.runtime import Runtime
+from kaizen.stages.validate_features import PUBLISHED
+from kaizen.transforms.views import VIEWS
+
+log = get_logger(__name__)
+KIND = "decisions"
+
+
+@dataclass
+class Decision:
+    id: str
+    verdict: str  # "promote" | "reject"
+    record: dict[str, Any]
+
+    @property
+    def reasons(self) -> list[str]:
+        return self.record["reasons"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "verdict": self.verdict, "reasons": self.reasons}
+
+
+def training_days(rt: Runtime, version: Version) -> dict[str, dict[str, Any]]:
+    """Per day the version's training set drew on: published by the feature gate? held back?"""
+    m = manifest(version)
+    cutoff = dt.date.fromisoformat(str(m["training_set_cutoff"]))
+    first_issued = dt.date.fromisoformat(str(m["training_set_first_issued"])[:10])
+    first = first_issued - dt.timedelta(days=1)  # the features of the day before feed it
+    days = {}
+    for i in range((cutoff - first).days + 1):
+        ds = (first + dt.timedelta(days=i)).isoformat()
+        held = [
+            name
+            for name in (*rt.catalog.names, *VIEWS)
+            if rt.lake.exists(Partition("quarantine", name, ds))
+        ]
+        days[ds] = {
+            "published": all(rt.lake.exists(Partition(PUBLISHED, v, ds)) for v in VIEWS),
+            "quarantined": held,
+        }
+    return days
+
+
+def evaluate_checks(
+    holdout: pd.DataFrame,
+    new: np.ndarray,
+    old: np.ndarray | None,
+    score_new: Any,
+    p: PromoteParams,
+    tenure_edges: list[int],
+    measured: dict[str, Any],
+) -> list[checks.Check]:
+    """Every check from the evidence; `measured` holds what depends on the machine or the lake
+    at decision time (latency, size, the data check), recorded and reused by a replay."""
+    y = holdout[LABEL].to_numpy()
+    return [
+        checks.floors(metrics.score(y, new), p),
+        checks.non_inferior(y, new, old, p),
+        checks.slices(holdout, new, old, p, tenure_edges),
+        checks.behaviour(score_new, holdout, p),
+        checks.budget(measured["latency_p99_ms"], measured["size_bytes"], p),
+        checks.data_validated(measured["training_days"]),
+    ]
+
+
+def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None = None) -> Decision:
+    """Judge the candidate; promote it to challenger or reject it, and record why."""
+    import mlflow
+
+    p = rt.params.promote
+    candidate_alias = rt.params.register_.candidate_alias
+    number = candidate or by_alias(rt, candidate_alias)
+    if number is None:
+        raise InputError(
+            f"no model version at @{candidate_alias}: train one first (`make repro` or the train DAG)"
+        )
+    new_version = load(rt, number)
+    champion_number = by_alias(rt, p.champion_alias)
+    old_version = (
+        load(rt, champion_number) if champion_number and champion_number != number else None
+    )
+    holdout = holdout_of(rt, new_version)
+    new = new_version.score(holdout)
+    old = old_version.score(holdout) if old_version else None
+    measured = {
+        "latency_p99_ms": new_version.latency_p99_ms(holdout),
+        "size_bytes": new_version.size_bytes,
+        "training_days": training_days(rt, new_version),
+    }
+    results = evaluate_checks(
+        holdout, new, old, new_version.score, p, rt.params.evaluate.tenure_bands_days, measured
+    )
+    verdict = "promote" if all(c.passed for c in results) else "reject"
+    now = now or dt.datetime.now(dt.UTC)
+    decision_id = f"staging-v{number}-{now:%Y%m%dT%H%M%S}"
+    record = {
+        "id": decision_id,
+        "gate": "staging",
+        "time": now.isoformat(),
+        "model": rt.params.register_.model_name,
+        "candidate": number,
+        "champion": old_version.number if old_version else None,
+        "params": p.model_dump(),
+        "tenure_bands_days": rt.params.evaluate.tenure_bands_days,
+        "holdout": {
+            "rows": len(holdout),
+            "positives": int(holdout[LABEL].sum()),
+            "window": [str(holdout.event_timestamp.min()), str(holdout.event_timestamp.max())],
+        },
+        "metrics": {
+            "candidate": metrics.score(holdout[LABEL].to_numpy(), new),
+            "champion": metrics.score(holdout[LABEL].to_numpy(), old) if old is not None else None,
+        },
+        "measured": measured,
+        "checks": [c.to_dict() for c in results],
+        "verdict": verdict,
+        "reasons": [f"{c.name}: {c.detail}" for c in results if not c.passed]
+        or ["every check passed"],
+    }
+    buf = io.BytesIO()
+    holdout.to_parquet(buf, index=False)
+    RecordStore.from_settings(rt.settings).put(
+        KIND, decision_id, record, {"holdout.parquet": buf.getvalue()}
+    )
+    with mlflow.start_run(run_id=new_version.run_id):
+        mlflow.log_dict(record, f"decisions/{decision_id}.json")
+        mlflow.set_tag("kaizen.staging", verdict)
+    summary = "; ".join(record["reasons"])
+    if verdict == "promote":
+        ledger.move(
+            rt,
+            number,
+            to_alias=p.challenger_alias,
+            from_alias=candidate_alias,
+            decision=decision_id,
+            reason=f"staging gate passed: {summary}",
+            when=now,
+        )
+    else:
+        ledger.move(
+            rt,
+            number,
+            to_alias=None,
+            from_alias=candidate_alias,
+            decision=decision_id,
+            reason=f"staging gate rejected: {summary}",
+            when=now,
+        )
+    log.info("staging gate %s v%s: %s (%s)", decision_id, number, verdict, summary)
+    return Decision(decision_id, verdict, record)
+
+
+def replay(rt: Runtime, decision_id: str) -> dict[str, Any]:
+    """Re-run a recorded decision from its record and reach its verdict again."""
+    store = RecordStore.from_settings(rt.settings)
+    record = store.get(KIND, decision_id)
+    holdout = pd.read_parquet(io.BytesIO(store.attachment(KIND, decision_id, "holdout.parquet")))
+    p = PromoteParams.model_validate(record["params"])
+    new_version = load(rt, record["candidate"])
+    old_version = load(rt, record["champion"]) if record.get("champion") else None
+    new = new_version.score(holdout)
+    old = old_version.score(holdout) if old_version else None
+    results = evaluate_checks(
+        holdout, new, old, new_version.score, p, record["tenure_bands_days"], record["measured"]
+    )
+    verdict = "promote" if all(c.passed for c in results) else "reject"
+    recorded = {c["name"]: c["passed"] for c in record["checks"]}
+    again = {c.name: c.passed for c in results}
+    return {
+        "decision": decision_id,
+        "recorded": record["verdict"],
+        "replayed": verdict,
+        "same": verdict == record["verdict"] and recorded == again,
+        "checks": again,
+    }
