@@ -1,0 +1,351 @@
+"""The local platform: `kaizen up` / `status` / `down` on free ports, every UI behind a login.
+
+One session-scoped instance runs from a temporary project home (its own .env, runtime dir and
+Airflow home) on free loopback ports, so it never meets a developer's `make up`. Everything is
+checked over real HTTP. The unit tests at the top need no server.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from conftest import REPO
+
+from kaizen.config import Settings
+from kaizen.platform import secrets as platform_secrets
+from kaizen.platform.layout import Layout
+from kaizen.seaweed import free_port
+
+KAIZEN = str(Path(sys.executable).with_name("kaizen"))
+DEFAULT_LOGINS = [("admin", "admin"), ("admin", "password1234")]
+COMPONENTS = ["airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
+COMPONENTS += ["mlflow", "feature-server"]
+
+
+# --- no server needed -----------------------------------------------------------------------
+
+
+def test_passwords_are_generated_once_into_env_keeping_other_lines(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("KAIZEN_LOG_LEVEL=DEBUG\n# keep me\nKAIZEN_MLFLOW_ADMIN_PASSWORD=\n")
+    env_file.chmod(0o644)
+    settings = Settings(_env_file=env_file, home=tmp_path)
+    generated = platform_secrets.ensure_passwords(settings, env_file)
+    assert sorted(generated) == sorted(platform_secrets.PASSWORDS.values())
+    assert all(len(v) >= 32 for v in generated.values())
+    assert len(set(generated.values())) == len(platform_secrets.PASSWORDS)
+    text = env_file.read_text()
+    assert text.startswith("KAIZEN_LOG_LEVEL=DEBUG\n# keep me\n")
+    assert text.count("KAIZEN_MLFLOW_ADMIN_PASSWORD=") == 1  # the empty one was filled in place
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    reread = Settings(_env_file=env_file, home=tmp_path)
+    assert reread.airflow_admin_password is not None
+    assert (
+        reread.airflow_admin_password.get_secret_value()
+        == generated["KAIZEN_AIRFLOW_ADMIN_PASSWORD"]
+    )
+    assert platform_secrets.ensure_passwords(reread, env_file) == {}
+    assert env_file.read_text() == text
+
+
+def test_airflow_environ_has_auth_and_loopback_but_no_secret(tmp_path: Path) -> None:
+    from kaizen.orchestrate import airflow_environ
+
+    secret = "s3cr3t-" + "x" * 30
+    settings = Settings(
+        _env_file=None, home=tmp_path, airflow_port=18123, airflow_admin_password=secret
+    )
+    env = airflow_environ(settings)
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__API__PORT"] == "18123"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18123/execution/"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith(str(tmp_path))
+    assert not any(secret in value for value in env.values())
+
+
+@pytest.mark.slow  # importing MLflow's server package takes seconds
+def test_mlflow_reads_back_the_auth_config_we_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.server.auth.config import read_auth_config
+
+    path = tmp_path / "auth.ini"
+    password = "with%percent-and-more-than-12"
+    platform_secrets.write_mlflow_auth_config(path, "admin", password, "sqlite:///x.db")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(path))
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_USERNAME", raising=False)
+    config = read_auth_config()
+    assert (config.admin_username, config.admin_password) == ("admin", password)
+    assert config.database_uri == "sqlite:///x.db"
+
+
+def test_a_busy_port_is_one_line_naming_its_setting(tmp_path: Path) -> None:
+    import socket
+
+    from kaizen.errors import KaizenError
+    from kaizen.platform.components import components
+    from kaizen.platform.supervisor import _check_ports
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        settings = Settings(_env_file=None, home=tmp_path, airflow_port=busy)
+        with pytest.raises(KaizenError, match=f"port {busy} for airflow-api .*KAIZEN_AIRFLOW_PORT"):
+            _check_ports(settings, components(settings))
+    same = Settings(_env_file=None, home=tmp_path, airflow_port=free_port())
+    same = same.model_copy(update={"mlflow_port": same.airflow_port})
+    with pytest.raises(KaizenError, match="both set to port"):
+        _check_ports(same, components(same))
+
+
+# --- one running platform -------------------------------------------------------------------
+
+
+@dataclass
+class Platform:
+    home: Path
+    env: dict[str, str]
+    layout: Layout
+    airflow_home: Path
+    airflow: str
+    mlflow: str
+    airflow_password: str
+    mlflow_password: str
+    feature_server_token: str
+    up_output: str
+    up_seconds: float
+
+    def kaizen(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [KAIZEN, *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """`kaizen up` in a temporary project home on free ports; `kaizen down` at the end."""
+    home = tmp_path_factory.mktemp("platform-home")
+    (home / ".env").write_text("# the developer's own line, which must survive\nKAIZEN_X=1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAIZEN_", "AIRFLOW"))}
+    env.update(
+        {
+            "KAIZEN_HOME": str(home),
+            "KAIZEN_DAGS_FOLDER": str(REPO / "dags"),
+            "KAIZEN_SOURCES_FILE": str(REPO / "sources.yaml"),
+            "KAIZEN_PARAMS_FILE": str(REPO / "params.yaml"),
+            "KAIZEN_RAW_ROOT": str(home / "raw"),
+            "KAIZEN_LAKE_ROOT": str(home / "lake"),
+            "KAIZEN_AIRFLOW_PORT": str(free_port()),
+            "KAIZEN_MLFLOW_PORT": str(free_port()),
+            "KAIZEN_FEAST_REPO": str(REPO / "feature_repo"),
+            "KAIZEN_FEATURE_SERVER_PORT": str(free_port()),
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+    )
+    started = time.monotonic()
+    up = subprocess.run(
+        [KAIZEN, "up", "--timeout", "150"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    up_seconds = time.monotonic() - started
+    try:
+        assert up.returncode == 0, f"kaizen up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+        settings = Settings(_env_file=home / ".env", home=home)
+        assert settings.airflow_admin_password and settings.mlflow_admin_password
+        yield Platform(
+            home=home,
+            env=env,
+            layout=Layout(home / ".kaizen"),
+            airflow_home=home / ".airflow",
+            airflow=f"http://127.0.0.1:{env['KAIZEN_AIRFLOW_PORT']}",
+            mlflow=f"http://127.0.0.1:{env['KAIZEN_MLFLOW_PORT']}",
+            airflow_password=settings.airflow_admin_password.get_secret_value(),
+            mlflow_password=settings.mlflow_admin_password.get_secret_value(),
+            feature_server_token=settings.feature_server_token.get_secret_value(),
+            up_output=up.stdout + up.stderr,
+            up_seconds=up_seconds,
+        )
+    finally:
+        subprocess.run([KAIZEN, "down"], env=env, cwd=home, capture_output=True, timeout=60)
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(timeout=15, trust_env=False)
+
+
+def _airflow_token(p: Platform, username: str, password: str) -> httpx.Response:
+    with _client() as client:
+        return client.post(
+            f"{p.airflow}/auth/token", json={"username": username, "password": password}
+        )
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_first_start_prints_the_generated_passwords_once(platform: Platform) -> None:
+    print(f"kaizen up: healthy in {platform.up_seconds:.1f}s (incl. Airflow db migrate)")
+    assert platform.airflow_password in platform.up_output
+    assert platform.mlflow_password in platform.up_output
+    env_file = platform.home / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert env_file.read_text().startswith("# the developer's own line, which must survive\n")
+    again = platform.kaizen("up")
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout
+    assert platform.airflow_password not in again.stdout + again.stderr
+    assert platform.mlflow_password not in again.stdout + again.stderr
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_airflow_refuses_anonymous_and_default_logins(platform: Platform) -> None:
+    with _client() as client:
+        assert client.get(f"{platform.airflow}/api/v2/dags").status_code in (401, 403)
+        assert client.get(f"{platform.airflow}/api/v2/monitor/health").status_code == 200
+    for username, password in DEFAULT_LOGINS:
+        assert _airflow_token(platform, username, password).status_code == 401
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_airflow_generated_login_lists_the_parsed_dag(platform: Platform) -> None:
+    token = _airflow_token(platform, "admin", platform.airflow_password)
+    assert token.status_code in (200, 201), token.text
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    deadline = time.monotonic() + 90  # the dag-processor parses the folder after it starts
+    dag_ids: list[str] = []
+    with _client() as client:
+        while time.monotonic() < deadline:
+            response = client.get(f"{platform.airflow}/api/v2/dags", headers=headers)
+            assert response.status_code == 200, response.text
+            dag_ids = [d["dag_id"] for d in response.json()["dags"]]
+            if "dataops_daily" in dag_ids:
+                break
+            time.sleep(1)
+    assert "dataops_daily" in dag_ids
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_mlflow_refuses_anonymous_default_and_foreign_host(platform: Platform) -> None:
+    url = f"{platform.mlflow}/api/2.0/mlflow/experiments/search"
+    params = {"max_results": 1}
+    good = ("admin", platform.mlflow_password)
+    with _client() as client:
+        assert client.get(url, params=params).status_code == 401
+        assert client.get(f"{platform.mlflow}/").status_code == 401  # the UI too
+        for login in DEFAULT_LOGINS:
+            assert client.get(url, params=params, auth=login).status_code == 401
+        ok = client.get(url, params=params, auth=good)
+        assert ok.status_code == 200, ok.text
+        # DNS rebinding: a page on another name resolving to 127.0.0.1 is refused.
+        foreign = client.get(url, params=params, auth=good, headers={"Host": "evil.example"})
+        assert foreign.status_code in (400, 403)
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_status_reports_every_component_healthy_without_secrets(platform: Platform) -> None:
+    result = platform.kaizen("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    for name in ["supervisor", *COMPONENTS]:
+        assert "healthy" in lines[name].split()[3:4], lines.get(name)
+    for secret in (platform.airflow_password, platform.mlflow_password):
+        assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_every_listening_socket_is_loopback_only(platform: Platform) -> None:
+    from kaizen.platform.supervisor import members
+
+    pids = {m.proc.pid for m in members(platform.layout)}
+    assert len(pids) >= 1 + len(COMPONENTS)
+    listening = []
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        listening += [(pid, c.laddr) for c in conns if c.status == psutil.CONN_LISTEN]
+    ports = {addr.port for _, addr in listening}
+    assert {
+        int(platform.airflow.rsplit(":", 1)[1]),
+        int(platform.mlflow.rsplit(":", 1)[1]),
+    } <= ports
+    assert [(pid, addr) for pid, addr in listening if addr.ip != "127.0.0.1"] == []
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_generated_passwords_are_in_no_log_or_generated_file(platform: Platform) -> None:
+    secrets = [
+        platform.airflow_password.encode(),
+        platform.mlflow_password.encode(),
+        platform.feature_server_token.encode(),
+    ]
+    allowed = {platform.layout.airflow_passwords, platform.layout.mlflow_auth_config}
+    scanned = 0
+    for root in (platform.layout.root, platform.airflow_home):
+        for path in root.rglob("*"):
+            if path.is_file() and path not in allowed:
+                scanned += 1
+                data = path.read_bytes()
+                assert not any(s in data for s in secrets), f"a password leaked into {path}"
+    assert scanned > 3 and platform.layout.log_file.stat().st_size > 0
+    for path in allowed:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_down_stops_every_process_within_15s(platform: Platform) -> None:
+    """Runs last: stops the session's platform and checks that nothing of it survives."""
+    from kaizen.platform.supervisor import members
+
+    before = [m.proc for m in members(platform.layout)]
+    sessions = {os.getsid(p.pid) for p in before}
+    assert len(before) >= 1 + len(COMPONENTS)
+    started = time.monotonic()
+    result = platform.kaizen("down", timeout=30)
+    seconds = time.monotonic() - started
+    print(f"kaizen down: {seconds:.1f}s; {result.stdout.strip()}")
+    assert result.returncode == 0, result.stderr
+    assert seconds < 15
+    survivors = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue  # dead, waiting for its parent (init here) to reap it
+            if proc in before or os.getsid(proc.pid) in sessions:
+                survivors.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    assert survivors == []
+    assert not platform.layout.pid_file.exists()
+    after = platform.kaizen("status")
+    assert after.returncode != 0 and "stopped" in after.stdout
