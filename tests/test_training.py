@@ -226,7 +226,6 @@ def test_dvc_repro_from_a_fresh_clone_through_the_train_dag(
             "AIRFLOW_HOME": str(tmp_path / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(clone / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         }
     )
     _run(["kaizen", "apply"], clone, env)
@@ -234,8 +233,9 @@ def test_dvc_repro_from_a_fresh_clone_through_the_train_dag(
     ran = _run(
         ["airflow", "dags", "test", "train", "--conf", '{"force": true}'], clone, env, timeout=900
     )
+    output = ran.stdout + ran.stderr
     for stage in ("training_set", "train", "evaluate", "register"):
-        assert f"Running stage '{stage}'" in ran.stdout + ran.stderr
+        assert f"Running stage '{stage}'" in output, output[-3000:]
     again = _run(["dvc", "repro"], clone, env)
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], clone, env).stdout)
