@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -133,22 +134,43 @@ def latest_per_customer(rt: Runtime, view: str, upto: str) -> pd.DataFrame:
     return newest.set_index("customer_id")[feature_names(view)]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_rt(request: pytest.FixtureRequest, rt: Runtime, tmp_path: Path) -> Runtime:
-    if request.param == "sqlite":
-        return rt
+@pytest.fixture(params=["local", "stack"])
+def store_rt(request: pytest.FixtureRequest, rt: Runtime, tmp_path: Path) -> Iterator[Runtime]:
+    """`local`: SQLite online store, file registry. `stack`: Redis online store and the SQL
+    registry on a fresh PostgreSQL database, applied twice (apply is idempotent)."""
+    if request.param == "local":
+        yield rt
+        return
     request.getfixturevalue("redis_url")
+    postgres = request.getfixturevalue("postgres")
+    import uuid
+
     import redis
+    import sqlalchemy as sa
 
     db = 7
     redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+    database = f"kaizen_test_feast_{uuid.uuid4().hex[:8]}"
     runtime = Runtime(
         make_settings(
-            tmp_path, feast_online_store="redis", redis_connection=f"127.0.0.1:6379,db={db}"
+            tmp_path,
+            feast_online_store="redis",
+            redis_connection=f"127.0.0.1:6379,db={db}",
+            feast_registry="sql",
+            postgres_url=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
         )
     )
-    apply(runtime.settings)
-    return runtime
+    try:
+        apply(runtime.settings)
+        apply(runtime.settings)
+        views = open_store(runtime.settings).list_feature_views(allow_cache=False)
+        assert sorted(v.name for v in views) == sorted(VIEWS)
+        yield runtime
+    finally:
+        engine = sa.create_engine(postgres, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        engine.dispose()
 
 
 @pytest.mark.faults
