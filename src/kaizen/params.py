@@ -158,9 +158,17 @@ class ProductionParams(_Section):
     mode: Literal["shadow", "canary"]
     canary_share: Annotated[float, Field(ge=0, le=0.5)]
     bake_days: Annotated[int, Field(ge=0, le=365)]
+    max_bake_days: Annotated[int, Field(ge=1, le=730)]
     min_labelled: Annotated[int, Field(ge=1)]
+    min_positives: Annotated[int, Field(ge=1)]
     roc_auc_margin: Annotated[float, Field(ge=0, le=0.5)]
     max_error_rate: Rate
+
+    @model_validator(mode="after")
+    def _bake_window(self) -> ProductionParams:
+        if self.max_bake_days <= self.bake_days:
+            raise ValueError("promote.production.max_bake_days must be greater than bake_days")
+        return self
 
 
 class PromoteParams(_Section):

@@ -1,0 +1,341 @@
+"""The production gate: the `challenger` becomes `champion` only if it is as good live.
+
+While it is the challenger, the prediction API runs it in shadow (it scores every request
+beside the champion) or as a canary (it serves a stable share of customers); every score is
+in the prediction log with the request's features. After `bake_days` the gate judges it on:
+
+* live quality: the logged requests whose late-or-not label is final now but was not yet
+  final at the challenger's training-set cutoff, so it is never judged on an invoice it
+  learned from (labels arrive 30+ days after an invoice: this evidence always lags the
+  traffic, by design). Both models are scored
+  on the same requests, paired: a model's logged score where it scored the request, else
+  the model re-scored on the features the request was served with. The challenger must not
+  be worse than the champion by more than the margin (paired bootstrap CI of ROC AUC);
+* its error rate: the share of its own live predictions in the bake window that failed.
+
+Verdicts: `promote` (challenger -> champion; the old champion is in the ledger for
+rollback), `demote` (challenger alias removed, reason recorded), `wait` (the bake period is
+not over or the labels are not in yet; nothing moves). A challenger still without enough
+evidence after `max_bake_days` is demoted. Every verdict is an immutable record holding its
+evidence, and `replay()` reaches the same verdict from that record alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from typing import Any
+
+import pandas as pd
+
+from kaizen.logs import get_logger
+from kaizen.model import metrics
+from kaizen.params import PromoteParams
+from kaizen.promotion import checks, ledger
+from kaizen.promotion.models import Version, by_alias, load, manifest
+from kaizen.promotion.staging import KIND, Decision
+from kaizen.records import RecordStore
+from kaizen.runtime import Runtime
+
+log = get_logger(__name__)
+LABEL = "label"
+
+
+def since_alias(rt: Runtime, version: str, alias: str) -> dt.datetime | None:
+    """When `version` last took `alias`, from the ledger."""
+    for event in reversed(ledger.events(rt)):
+        if event["to_alias"] == alias and event["version"] == version:
+            return dt.datetime.fromisoformat(event["time"])
+    return None
+
+
+def live_labels(rt: Runtime, now: dt.datetime, known_at: pd.Timestamp) -> pd.DataFrame:
+    """invoice_id -> label for the invoices whose label is final at `now` but was not at
+    `known_at` (the same definition of final as the training set's). `now` is capped at the
+    close of the newest payments day in the lake: an invoice paid after that is not known to
+    be paid yet, and must not be taken for late."""
+    from kaizen.stages.training_set import labelled_invoices
+    from kaizen.transforms.views import as_of
+
+    empty = pd.DataFrame({"invoice_id": pd.Series(dtype=str), LABEL: pd.Series(dtype="int64")})
+    dates = [d for d in rt.lake.partitions("silver", "payments") if d <= now.date().isoformat()]
+    table = rt.lake.read_many("silver", "payments", dates) if dates else None
+    if table is None:
+        return empty
+    payments = table.to_pandas()
+    late_after = rt.params.featurize.late_after_days
+    final = labelled_invoices(payments, min(pd.Timestamp(now), as_of(dates[-1])), late_after)
+    before = labelled_invoices(payments, known_at, late_after)["invoice_id"]
+    fresh = final[~final["invoice_id"].isin(before)]
+    return fresh[["invoice_id", LABEL]].astype({"invoice_id": str})
+
+
+def _scores(
+    predictions: pd.DataFrame, version: Version, requests: pd.DataFrame
+) -> tuple[pd.Series, int]:
+    """The version's score per request: logged where it scored it, else re-scored on the
+    logged features. Returns the scores (NaN where neither is possible) and how many were
+    re-scored."""
+    own = predictions[
+        (predictions["model_version"] == version.number) & predictions["probability"].notna()
+    ].drop_duplicates("request_id")
+    scores = requests["request_id"].map(own.set_index("request_id")["probability"])
+    missing = scores.isna()
+    if not missing.any():
+        return scores.astype(float), 0
+    rows = requests.loc[missing]
+    frame = pd.DataFrame([json.loads(f) for f in rows["features"]], index=rows.index)
+    if frame.empty or not set(version.inputs) <= set(frame.columns):
+        return scores.astype(float), 0  # served with other features: cannot be re-scored
+    frame = frame[version.inputs]
+    scores.loc[missing] = version.score(frame)
+    return scores.astype(float), int(missing.sum())
+
+
+def paired_evidence(
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    champion: Version,
+    challenger: Version,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per labelled live request both models can be scored on: request_id, label,
+    champion and challenger scores."""
+    ok = predictions[predictions["error"].isna() & predictions["invoice_id"].notna()]
+    served = ok[ok["role"] == "served"].drop_duplicates("request_id")
+    requests = served.merge(labels, on="invoice_id", how="inner").reset_index(drop=True)
+    old, old_rescored = _scores(ok, champion, requests)
+    new, new_rescored = _scores(ok, challenger, requests)
+    both = old.notna() & new.notna()
+    evidence = pd.DataFrame(
+        {
+            "request_id": requests["request_id"][both].to_numpy(),
+            LABEL: requests[LABEL][both].astype("int64").to_numpy(),
+            "champion": old[both].to_numpy(),
+            "challenger": new[both].to_numpy(),
+        }
+    )
+    counts = {
+        "labelled_requests": len(requests),
+        "paired": len(evidence),
+        "champion_rescored": old_rescored,
+        "challenger_rescored": new_rescored,
+    }
+    return evidence, counts
+
+
+def error_rates(predictions: pd.DataFrame, champion: str, challenger: str) -> dict[str, Any]:
+    """Share of failed predictions per model in the bake window (served and shadow)."""
+    out: dict[str, Any] = {}
+    for name, number in (("champion", champion), ("challenger", challenger)):
+        mine = predictions[predictions["model_version"] == number]
+        failed = int(mine["error"].notna().sum())
+        out[name] = {
+            "predictions": len(mine),
+            "failed": failed,
+            "rate": failed / len(mine) if len(mine) else None,
+        }
+    return out
+
+
+def judge(
+    evidence: pd.DataFrame, errors: dict[str, Any], p: PromoteParams, baked: bool, expired: bool
+) -> tuple[str, list[checks.Check]]:
+    """The verdict from the evidence alone (what `replay` re-runs)."""
+    prod = p.production
+    y = evidence[LABEL].to_numpy()
+    positives = int(y.sum())
+    enough = len(y) >= prod.min_labelled and positives >= prod.min_positives and len(y) > positives
+    found = [
+        checks.Check(
+            "bake",
+            baked,
+            "bake period over" if baked else f"in production for less than {prod.bake_days} days",
+        ),
+        checks.Check(
+            "live_evidence",
+            enough,
+            f"{len(y)} labelled live requests ({positives} late); need {prod.min_labelled} "
+            f"with {prod.min_positives} late and some on time",
+            {"rows": len(y), "positives": positives},
+        ),
+    ]
+    rate = errors["challenger"]["rate"]
+    served = errors["challenger"]["predictions"]
+    found.append(
+        checks.Check(
+            "error_rate",
+            served > 0 and rate is not None and rate <= prod.max_error_rate,
+            f"challenger failed {errors['challenger']['failed']} of {served} live predictions "
+            f"(limit {prod.max_error_rate:.2%}; champion {errors['champion']['failed']} of "
+            f"{errors['champion']['predictions']})",
+            errors,
+        )
+    )
+    if enough:
+        # The live comparison uses the production margin, on the paired bootstrap.
+        live = p.model_copy(
+            update={
+                "non_inferiority": p.non_inferiority.model_copy(
+                    update={"roc_auc_margin": prod.roc_auc_margin}
+                )
+            }
+        )
+        quality = checks.non_inferior(
+            y, evidence["challenger"].to_numpy(), evidence["champion"].to_numpy(), live
+        )
+        found.append(checks.Check("live_quality", quality.passed, quality.detail, quality.values))
+    if not baked or not enough:
+        if expired:
+            return "demote", found
+        return "wait", found
+    return ("promote" if all(c.passed for c in found) else "demote"), found
+
+
+def _record_and_move(
+    rt: Runtime,
+    decision_id: str,
+    record: dict[str, Any],
+    evidence: pd.DataFrame | None,
+) -> None:
+    import mlflow
+
+    p = rt.params.promote
+    buf = io.BytesIO()
+    (evidence if evidence is not None else pd.DataFrame()).to_parquet(buf, index=False)
+    RecordStore.from_settings(rt.settings).put(
+        KIND, decision_id, record, {"evidence.parquet": buf.getvalue()}
+    )
+    challenger = record["challenger"]
+    summary = "; ".join(record["reasons"])
+    when = dt.datetime.fromisoformat(record["time"])
+    if record["verdict"] in ("promote", "demote"):
+        with mlflow.start_run(run_id=record["challenger_run"]):
+            mlflow.log_dict(record, f"decisions/{decision_id}.json")
+            mlflow.set_tag("kaizen.production", record["verdict"])
+    if record["verdict"] == "promote":
+        ledger.move(
+            rt,
+            challenger,
+            to_alias=p.champion_alias,
+            from_alias=p.challenger_alias,
+            decision=decision_id,
+            reason=f"production gate passed: {summary}",
+            when=when,
+        )
+    elif record["verdict"] == "demote":
+        ledger.move(
+            rt,
+            challenger,
+            to_alias=None,
+            from_alias=p.challenger_alias,
+            decision=decision_id,
+            reason=f"production gate demoted it: {summary}",
+            when=when,
+        )
+
+
+def production(rt: Runtime, now: dt.datetime | None = None) -> Decision:
+    """Judge the challenger on its live record; promote, demote or wait, and record why."""
+    p = rt.params.promote
+    now = now or dt.datetime.now(dt.UTC)
+    number = by_alias(rt, p.challenger_alias)
+    if number is None:
+        record = {"verdict": "wait", "reasons": [f"no model at @{p.challenger_alias}"]}
+        log.info("production gate: nothing to judge (no @%s)", p.challenger_alias)
+        return Decision(f"production-none-{now:%Y%m%dT%H%M%S}", "wait", record)
+    challenger = load(rt, number)
+    champion_number = by_alias(rt, p.champion_alias)
+    decision_id = f"production-v{number}-{now:%Y%m%dT%H%M%S}"
+    base = {
+        "id": decision_id,
+        "gate": "production",
+        "time": now.isoformat(),
+        "model": rt.params.register_.model_name,
+        "challenger": number,
+        "challenger_run": challenger.run_id,
+        "champion": champion_number,
+        "params": p.model_dump(),
+    }
+    if champion_number is None:
+        record = {
+            **base,
+            "verdict": "promote",
+            "checks": [],
+            "reasons": ["no champion yet: the first challenger becomes champion"],
+        }
+        _record_and_move(rt, decision_id, record, None)
+        log.info("production gate %s: v%s is the first champion", decision_id, number)
+        return Decision(decision_id, "promote", record)
+
+    from kaizen.serving.predictions import read_predictions
+
+    champion = load(rt, champion_number)
+    since = since_alias(rt, number, p.challenger_alias) or now
+    age = now - since
+    baked = age >= dt.timedelta(days=p.production.bake_days)
+    expired = age >= dt.timedelta(days=p.production.max_bake_days)
+    from kaizen.transforms.views import as_of
+
+    cutoff = str(manifest(challenger)["training_set_cutoff"])
+    window = dt.timedelta(days=p.production.max_bake_days + rt.params.featurize.late_after_days)
+    predictions = read_predictions(rt, start_ds=(since - window).date().isoformat())
+    labels = live_labels(rt, now, as_of(cutoff))
+    evidence, counts = paired_evidence(predictions, labels, champion, challenger)
+    in_bake = predictions[predictions["ts"] >= pd.Timestamp(since)]
+    errors = error_rates(in_bake, champion_number, number)
+    verdict, found = judge(evidence, errors, p, baked, expired)
+    y = evidence[LABEL].to_numpy()
+    record = {
+        **base,
+        "challenger_since": since.isoformat(),
+        "challenger_labels_final_by": cutoff,
+        "evidence": counts,
+        "errors": errors,
+        "metrics": {
+            "champion": metrics.score(y, evidence["champion"].to_numpy()),
+            "challenger": metrics.score(y, evidence["challenger"].to_numpy()),
+        },
+        "baked": baked,
+        "expired": expired,
+        "checks": [c.to_dict() for c in found],
+        "verdict": verdict,
+        "reasons": [f"{c.name}: {c.detail}" for c in found if not c.passed]
+        or ["every check passed"],
+    }
+    _record_and_move(rt, decision_id, record, evidence)
+    log.info(
+        "production gate %s v%s vs champion v%s: %s (%s)",
+        decision_id,
+        number,
+        champion_number,
+        verdict,
+        "; ".join(record["reasons"]),
+    )
+    return Decision(decision_id, verdict, record)
+
+
+def replay(rt: Runtime, decision_id: str) -> dict[str, Any]:
+    """Re-judge a recorded production decision from its stored evidence."""
+    store = RecordStore.from_settings(rt.settings)
+    record = store.get(KIND, decision_id)
+    if not record.get("checks"):  # a first champion: there was nothing to judge
+        return {
+            "decision": decision_id,
+            "recorded": record["verdict"],
+            "replayed": record["verdict"],
+            "same": True,
+            "checks": {},
+        }
+    evidence = pd.read_parquet(io.BytesIO(store.attachment(KIND, decision_id, "evidence.parquet")))
+    p = PromoteParams.model_validate(record["params"])
+    verdict, found = judge(evidence, record["errors"], p, record["baked"], record["expired"])
+    recorded = {c["name"]: c["passed"] for c in record["checks"]}
+    again = {c.name: c.passed for c in found}
+    return {
+        "decision": decision_id,
+        "recorded": record["verdict"],
+        "replayed": verdict,
+        "same": verdict == record["verdict"] and recorded == again,
+        "checks": again,
+    }
