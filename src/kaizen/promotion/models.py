@@ -60,7 +60,7 @@ def load(rt: Runtime, number: str) -> Version:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{number}", dst_path=tmp))
         size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file())
-    return Version(number, found.run_id, dict(found.tags), list(found.aliases), model, size)
+    return Version(str(number), found.run_id, dict(found.tags), list(found.aliases), model, size)
 
 
 def by_alias(rt: Runtime, alias: str) -> str | None:
@@ -69,7 +69,8 @@ def by_alias(rt: Runtime, alias: str) -> str | None:
     from kaizen.model.registry import client
 
     try:
-        return client(rt).get_model_version_by_alias(rt.params.register_.model_name, alias).version
+        found = client(rt).get_model_version_by_alias(rt.params.register_.model_name, alias)
+        return str(found.version)  # MLflow returns an int here and a str elsewhere
     except MlflowException:
         return None
 
