@@ -219,16 +219,11 @@ def startup_line(predictor: Predictor) -> str:
 
 def create_app() -> Any:
     """The app from the settings (uvicorn's factory, in each worker process)."""
-    from threadpoolctl import threadpool_limits
-
     from kaizen.config import get_settings
     from kaizen.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    # One-row predictions: native thread pools only add hand-off latency. Set once here, not
-    # per call (entering threadpool_limits costs more than a one-row predict).
-    threadpool_limits(limits=1)
     token = require_token(settings)
     rt = Runtime(settings)
     predictor = build_predictor(rt)

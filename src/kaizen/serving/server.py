@@ -26,6 +26,9 @@ def serve(settings: Settings, workers: int = 1) -> None:
 
     from kaizen.featurestore.store import open_store
 
+    # One-row predictions: OpenMP threads only wait for each other (every thread the server
+    # starts inherits this; `ServedModel.score` limits the request threads as well).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {workers})")
     require_token(settings)
@@ -63,6 +66,6 @@ def serve(settings: Settings, workers: int = 1) -> None:
         else:
             from uvicorn.supervisors import Multiprocess
 
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
+            Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()
