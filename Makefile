@@ -10,7 +10,7 @@ export KAIZEN_HOME ?= $(CURDIR)
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install lock demo data repro up down status feature-server test faults lint format bench all services clean
+.PHONY: help install lock demo data repro up down status feature-server serve test faults lint format bench all services clean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ status: install ## each platform component's process and health (exit 0 when all
 
 feature-server: install ## Feast's feature server alone, in the foreground (bearer token from .env)
 	$(BIN)/kaizen feature-server
+
+serve: install ## the prediction API alone, in the foreground (bearer token from .env; WORKERS=1)
+	$(BIN)/kaizen serve --workers $(or $(WORKERS),1)
 
 test: install services ## the whole test suite (CI runs this)
 	$(BIN)/pytest -q

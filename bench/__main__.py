@@ -16,6 +16,7 @@ from bench import (
     bench_feast_pit,
     bench_ingest,
     bench_mlflow,
+    bench_serving,
     bench_validate,
 )
 from bench.common import Row, markdown, write_report
@@ -27,6 +28,7 @@ SUITES = {
     "feast_materialize": bench_feast_materialize.run,
     "feast_pit": bench_feast_pit.run,
     "mlflow": bench_mlflow.run,
+    "serving": bench_serving.run,
 }
 # suite -> (--quick size, full size)
 SIZES: dict[str, tuple[Any, Any]] = {
@@ -61,6 +63,11 @@ SIZES: dict[str, tuple[Any, Any]] = {
     ),
     # row 9: rows the logged model was trained on
     "mlflow": (5_000, 20_000),
+    # row 10: sequential /predict calls (after `warmup`), then `seconds` of throughput per worker count
+    "serving": (
+        {"customers": 2_000, "requests": 500, "warmup": 100, "seconds": 3},
+        {"customers": 20_000, "requests": 3_000, "warmup": 300, "seconds": 10},
+    ),
 }
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,101 @@ def labelled_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     simulate(world, rt.settings.raw_root)
     run_pipeline(rt, LABELLED_DATES)
     return root
+
+
+# -- a small materialized online store, fresh by the wall clock, shared by the session --------
+
+STALE_ID = 900_001  # activity 10 days old, profile 2 days, payments today
+FEAST_VARIABLES = (
+    "KAIZEN_HOME",
+    "KAIZEN_LAKE_ROOT",
+    "KAIZEN_PARAMS_FILE",
+    "FEAST_KAIZEN_REGISTRY",
+    "FEAST_KAIZEN_ONLINE_STORE",
+    "FEAST_USAGE",
+)
+
+
+@pytest.fixture
+def feast_environ_restored() -> Iterator[None]:
+    """`open_store` exports the store's variables; keep them out of the other test modules."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in FEAST_VARIABLES:
+            if key in os.environ:
+                patch.setenv(key, os.environ[key])
+            else:
+                patch.delenv(key, raising=False)
+        yield
+
+
+@dataclass(frozen=True)
+class SmallStore:
+    root: Path
+    settings: Settings
+    midnight: dt.datetime  # today 00:00 UTC: the event time of the latest simulated day
+
+    def store(self) -> object:
+        from kaizen.featurestore.store import open_store
+
+        return open_store(self.settings)
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> SmallStore:
+    """Simulate, gate, featurize and materialize 4 days (about 10 s), then add STALE_ID."""
+    from kaizen.featurestore.store import apply, open_store
+    from kaizen.lake import Partition
+    from kaizen.runtime import Runtime
+    from kaizen.simulate import simulate
+    from kaizen.stages.featurize import featurize
+    from kaizen.stages.ingest import ingest
+    from kaizen.stages.materialize import materialize
+    from kaizen.stages.validate import validate
+    from kaizen.stages.validate_features import PUBLISHED, validate_features
+
+    root = tmp_path_factory.mktemp("feature-store")
+    settings = Settings(
+        _env_file=None,
+        home=REPO,
+        raw_root=str(root / "raw"),
+        lake_root=str(root / "lake"),
+        gx_uncommitted_dir=root / "gx",
+        gx_data_docs="failures",
+        feast_data_dir=root / "feast",
+    )
+    rt = Runtime(settings)
+    today = dt.datetime.now(dt.UTC).date()
+    days = [(today - dt.timedelta(days=n)).isoformat() for n in range(4, 0, -1)]
+    world = rt.params.simulate.model_copy(
+        update={"start": dt.date.fromisoformat(days[0]), "days": 4, "customers": 200}
+    )
+    saved = {key: os.environ.get(key) for key in FEAST_VARIABLES}
+    try:
+        simulate(world, settings.raw_root)
+        apply(settings)
+        for ds in days:
+            for source in ("customers", "orders", "payments"):
+                ingest(source, ds, rt)
+                validate(source, ds, rt)
+            featurize(ds, rt)
+            validate_features(ds, rt)
+        materialize(days[0], today.isoformat(), rt)
+        # STALE_ID: customer 5's latest rows, re-keyed and backdated per view.
+        midnight = dt.datetime.combine(today, dt.time(), dt.UTC)
+        ages = {"customer_profile": 2, "customer_activity": 10, "customer_payments": 0}
+        store = open_store(settings)
+        for view, age in ages.items():
+            frame = rt.lake.read_table(Partition(PUBLISHED, view, days[-1])).to_pandas()
+            row = frame[frame["customer_id"] == 5].copy()
+            row["customer_id"] = STALE_ID
+            row["event_timestamp"] = midnight - dt.timedelta(days=age)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                store.write_to_online_store(view, row)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return SmallStore(root=root, settings=settings, midnight=midnight)

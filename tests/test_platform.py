@@ -29,7 +29,7 @@ from kaizen.seaweed import free_port
 KAIZEN = str(Path(sys.executable).with_name("kaizen"))
 DEFAULT_LOGINS = [("admin", "admin"), ("admin", "password1234")]
 COMPONENTS = ["airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
-COMPONENTS += ["mlflow", "feature-server"]
+COMPONENTS += ["mlflow", "feature-server", "prediction-api"]
 
 
 # --- no server needed -----------------------------------------------------------------------

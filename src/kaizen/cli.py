@@ -321,6 +321,20 @@ def feature_server() -> None:
     serve(get_settings())
 
 
+@app.command()
+@entry
+def serve(
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="uvicorn worker processes on the one port")
+    ] = 1,
+) -> None:
+    """Serve predictions (the champion on its online features) on 127.0.0.1 behind a token."""
+    from kaizen.config import get_settings
+    from kaizen.serving.server import serve as run
+
+    run(get_settings(), workers=workers)
+
+
 @app.command("training-set")
 @entry
 def training_set(

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     feature_server_host: str = "127.0.0.1"
     feature_server_port: int = Field(default=6566, ge=1, le=65535)
     feature_server_token: SecretStr | None = None
+    # The prediction API (`kaizen serve`): the champion model on the online features, behind
+    # its own bearer token (generated into .env by the first `kaizen up`; no token, no server).
+    prediction_api_host: str = "127.0.0.1"
+    prediction_api_port: int = Field(default=6570, ge=1, le=65535)
+    prediction_api_token: SecretStr | None = None
     # Where Kaizen logs runs and registers models; empty means straight to the stores below
     # (the ones `kaizen up`'s server serves). An http(s) URL goes through a tracking server.
     mlflow_tracking_uri: str = ""

@@ -182,6 +182,28 @@ class PromoteParams(_Section):
     production: ProductionParams
 
 
+class ServeParams(_Section):
+    """The prediction API: the decision, freshness, hot reload, batch size and prediction log."""
+
+    decision_threshold: Annotated[float, Field(gt=0.0, lt=1.0)]
+    freshness_policy: Literal["mark", "refuse"]
+    alias_refresh_seconds: Annotated[float, Field(ge=0.1, le=3600)]
+    canary_salt: Annotated[str, Field(min_length=1, max_length=200)]
+    batch_max_rows: Annotated[int, Field(ge=1, le=10_000)]
+    log_queue_max: Annotated[int, Field(ge=1, le=10_000_000)]
+    log_flush_rows: Annotated[int, Field(ge=1)]
+    log_flush_seconds: Annotated[float, Field(gt=0, le=3600)]
+
+    @model_validator(mode="after")
+    def _flush_fits_queue(self) -> ServeParams:
+        if self.log_flush_rows > self.log_queue_max:
+            raise ValueError(
+                f"serve.log_flush_rows ({self.log_flush_rows}) must not exceed "
+                f"serve.log_queue_max ({self.log_queue_max})"
+            )
+        return self
+
+
 class Params(_Section):
     simulate: SimulateParams
     ingest: IngestParams
@@ -193,6 +215,7 @@ class Params(_Section):
     # `register` would shadow ABCMeta.register on the model class; the YAML key is `register`.
     register_: RegisterParams = Field(alias="register")
     promote: PromoteParams
+    serve: ServeParams
 
     @model_validator(mode="after")
     def _shock_inside_world(self) -> Params:

@@ -3,7 +3,7 @@
 A component is a command, the non-secret environment only it needs, and how to tell that it
 is healthy: an HTTP URL answering 2xx, optionally with a named field of its JSON reporting
 `healthy` (Airflow's api-server reports the scheduler, dag-processor and triggerer by their
-heartbeats). Adding the prediction API is one more line in `components()`.
+heartbeats).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ class Component:
     health_field: str | None = None  # a key of the health JSON whose "status" must be healthy
     port: int | None = None  # listens here (on HOST): checked free before the start
     ui: str | None = None
+    # An answer meaning "running, not ready" (the prediction API before any champion): healthy
+    # for the supervisor, so `kaizen up` works on a fresh platform, and said in the detail.
+    unready_status: int | None = None
 
     def procfile_line(self, pid_file: Path) -> str:
         """`name: echo $$ > pid_file && exec [env K=V ...] argv`. honcho runs it with `sh -c` in
@@ -49,6 +52,7 @@ def components(settings: Settings) -> list[Component]:
     af = f"http://{HOST}:{settings.airflow_port}"
     ml = f"http://{HOST}:{settings.mlflow_port}"
     fs = f"http://{HOST}:{settings.feature_server_port}"
+    pa = f"http://{HOST}:{settings.prediction_api_port}"
     monitor = f"{af}/api/v2/monitor/health"
     # The scheduler's and triggerer's log servers bind every interface (no host setting):
     # skip them. Task logs are files under AIRFLOW_HOME, which the api-server reads directly.
@@ -61,7 +65,9 @@ def components(settings: Settings) -> list[Component]:
         Component("mlflow", mlflow_argv(settings), env=mlflow_env(settings), health_url=f"{ml}/health", port=settings.mlflow_port, ui=ml),
         # Feast's feature server behind Kaizen's bearer token; /health is its one open route.
         Component("feature-server", [_bin("kaizen"), "feature-server"], health_url=f"{fs}/health", port=settings.feature_server_port, ui=fs),
-        # Next slices, one line each: the prediction API, and in the `stack` profile
+        # The prediction API; /health is 503 until a champion exists: up, not ready (see health).
+        Component("prediction-api", [_bin("kaizen"), "serve"], health_url=f"{pa}/health", port=settings.prediction_api_port, ui=pa, unready_status=503),
+        # Next slice: in the `stack` profile
         # SeaweedFS (`kaizen.seaweed.weed_command`) for S3.
     ]
     # fmt: on

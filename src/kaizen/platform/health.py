@@ -69,6 +69,9 @@ def _judge(item: Component, code: int | None, body: Any, error: str) -> tuple[bo
     path = (item.health_url or "").split("/", 3)[-1]
     if code is None:
         return False, f"/{path} {error}"
+    if item.unready_status is not None and code == item.unready_status:
+        reason = body.get("status") if isinstance(body, dict) else None
+        return True, f"/{path} HTTP {code}: running, not ready ({reason or 'unready'})"
     if not 200 <= code < 300:
         return False, f"/{path} answered HTTP {code}"
     if item.health_field is None:

@@ -26,6 +26,7 @@ PASSWORDS = {
     "airflow_admin_password": "KAIZEN_AIRFLOW_ADMIN_PASSWORD",
     "mlflow_admin_password": "KAIZEN_MLFLOW_ADMIN_PASSWORD",
     "feature_server_token": "KAIZEN_FEATURE_SERVER_TOKEN",
+    "prediction_api_token": "KAIZEN_PREDICTION_API_TOKEN",
 }
 
 

@@ -1,0 +1,265 @@
+"""One prediction request's path, without HTTP: route, read features, score, decide, log.
+
+`Predictor.predict(requests)` serves a single request or a batch the same way: one online read
+per feature service for all rows (champion and challenger usually share one), one
+`predict_proba` per model for its rows. The deployment (champion, challenger) is read once per
+call, so an alias swap in the middle never mixes models within a call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kaizen.errors import KaizenError
+from kaizen.featurestore.online import EntityFeatures, read_features
+from kaizen.logs import get_logger
+from kaizen.params import Params
+from kaizen.serving.deployment import AliasRefresher, Deployment, ServedModel, features_json
+from kaizen.serving.metrics import ServingMetrics
+from kaizen.serving.predictions import PredictionLog
+from kaizen.serving.routing import CHAMPION, route
+from kaizen.serving.schemas import PredictRequest
+
+log = get_logger(__name__)
+REVIEW, APPROVE = "review", "approve"
+
+
+class NoChampion(KaizenError):
+    """No model is loaded under the champion alias: nothing can answer (503)."""
+
+
+class FeaturesUnavailable(KaizenError):
+    """The online store could not be read (503)."""
+
+
+class PredictionFailed(KaizenError):
+    """The model could not score the request (500)."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    request_id: str
+    probability: float
+    decision: str
+    model_version: str
+    alias: str
+    fresh: bool
+    stale_views: list[str]
+    missing_views: list[str]
+
+    def as_response(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "probability": self.probability,
+            "decision": self.decision,
+            "model_version": self.model_version,
+            "alias": self.alias,
+            "feature_freshness": {
+                "fresh": self.fresh,
+                "stale_views": self.stale_views,
+                "missing_views": self.missing_views,
+            },
+        }
+
+
+class Predictor:
+    def __init__(
+        self,
+        params: Params,
+        store: Any,
+        refresher: AliasRefresher,
+        prediction_log: PredictionLog,
+        metrics: ServingMetrics,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.params = params
+        self.serve = params.serve
+        self.production = params.promote.production
+        self.store = store
+        self.refresher = refresher
+        self.log = prediction_log
+        self.metrics = metrics
+        self.clock = clock
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.refresher.current
+
+    def decide(self, probability: float) -> str:
+        return REVIEW if probability >= self.serve.decision_threshold else APPROVE
+
+    def predict(
+        self, requests: Sequence[PredictRequest], endpoint: str = "predict"
+    ) -> list[Prediction]:
+        started = time.perf_counter()
+        deployment = self.deployment  # one read: a swap cannot mix models within this call
+        champion, challenger = deployment.champion, deployment.challenger
+        if champion is None:
+            self.metrics.errors.labels("no_champion").inc()
+            raise NoChampion(
+                f"no model is loaded under the alias {self.params.promote.champion_alias!r}: "
+                "promote a version (or wait for the alias refresh)"
+            )
+        now = self.clock()
+        ids = [r.request_id or uuid.uuid4().hex for r in requests]
+        routes = [
+            route(
+                r.customer_id,
+                self.production.mode,
+                self.production.canary_share,
+                self.serve.canary_salt,
+                challenger is not None,
+            )
+            for r in requests
+        ]
+        # (row, model, role): who scores what.
+        jobs: list[tuple[int, ServedModel, str]] = []
+        for i, chosen in enumerate(routes):
+            served = champion if chosen.served == CHAMPION else challenger
+            assert served is not None
+            jobs.append((i, served, "served"))
+            if chosen.shadow and challenger is not None:
+                jobs.append((i, challenger, "shadow"))
+        entity_rows = [
+            {"customer_id": r.customer_id, "requested_amount": r.requested_amount} for r in requests
+        ]
+        features: dict[str, list[EntityFeatures]] = {}
+        try:
+            for service in sorted({model.feature_service for _, model, _ in jobs}):
+                features[service] = read_features(
+                    self.store, service, entity_rows, now, self.serve.freshness_policy
+                ).entities
+        except Exception as exc:
+            self.metrics.errors.labels("feature_store").inc()
+            message = f"online features unavailable ({type(exc).__name__}: {_first_line(exc)})"
+            log.error("%s; %d request(s) failed", message, len(requests))
+            self._log_failures(requests, ids, jobs, now, started, message)
+            raise FeaturesUnavailable(message) from None
+        # Score: one call per (model, role) over its rows.
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        models: dict[tuple[str, str, str], ServedModel] = {}
+        for i, model, role in jobs:
+            key = (model.alias, model.number, role)
+            groups.setdefault(key, []).append(i)
+            models[key] = model
+        results: dict[tuple[int, str], tuple[float | None, str | None]] = {}
+        inputs_of: dict[tuple[int, str], dict[str, Any]] = {}
+        for key, rows in groups.items():
+            model, role = models[key], key[2]
+            entities = features[model.feature_service]
+            try:
+                merged = [{**entities[i].values, **entity_rows[i]} for i in rows]
+                inputs = model.input_rows(merged)
+                for i, row in zip(rows, inputs, strict=True):
+                    inputs_of[(i, role)] = row
+                scores = model.score(model.frame(inputs))
+                for i, score in zip(rows, scores, strict=True):
+                    results[(i, role)] = (float(score), None)
+            except Exception as exc:
+                self.metrics.errors.labels(f"model_{role}").inc()
+                error = f"model {model.number} failed: {type(exc).__name__}: {_first_line(exc)}"
+                log.error("%s (%d row(s), %s)", error, len(rows), role)
+                for i in rows:
+                    results[(i, role)] = (None, error)
+        latency_ms = (time.perf_counter() - started) * 1000
+        out: list[Prediction] = []
+        log_rows = []
+        served_error = None
+        for i, model, role in jobs:
+            probability, error = results[(i, role)]
+            entity = features[model.feature_service][i]
+            missing = entity.missing_views
+            fresh = not entity.stale_views and not missing
+            decision = self.decide(probability) if probability is not None else None
+            log_rows.append(
+                self._row(
+                    requests[i], ids[i], now, model, role, probability, decision,
+                    features_json(inputs_of.get((i, role), {})), fresh, latency_ms, error,
+                )
+            )  # fmt: skip
+            if error is None:
+                self.metrics.predictions.labels(model.number, model.alias, role, decision).inc()
+            if role != "served":
+                continue
+            if error is not None:
+                served_error = error
+                continue
+            assert probability is not None and decision is not None
+            out.append(
+                Prediction(
+                    request_id=ids[i],
+                    probability=probability,
+                    decision=decision,
+                    model_version=model.number,
+                    alias=model.alias,
+                    fresh=fresh,
+                    stale_views=sorted(entity.stale_views),
+                    missing_views=sorted(missing),
+                )
+            )
+        self.log.append(log_rows)
+        self.metrics.log_queued.set(self.log.queued())
+        self.metrics.latency.labels(endpoint).observe(latency_ms / 1000)
+        if served_error is not None:
+            raise PredictionFailed(served_error)
+        return out
+
+    def _row(
+        self,
+        request: PredictRequest,
+        request_id: str,
+        now: dt.datetime,
+        model: ServedModel,
+        role: str,
+        probability: float | None,
+        decision: str | None,
+        features: str,
+        fresh: bool,
+        latency_ms: float,
+        error: str | None,
+    ) -> dict[str, Any]:
+        return {
+            "request_id": request_id,
+            "ts": now,
+            "customer_id": request.customer_id,
+            "invoice_id": request.invoice_id,
+            "requested_amount": request.requested_amount,
+            "model_version": model.number,
+            "alias": model.alias,
+            "role": role,
+            "probability": probability,
+            "decision": decision,
+            "features": features,
+            "fresh": fresh,
+            "latency_ms": latency_ms,
+            "error": error,
+        }
+
+    def _log_failures(
+        self,
+        requests: Sequence[PredictRequest],
+        ids: list[str],
+        jobs: list[tuple[int, ServedModel, str]],
+        now: dt.datetime,
+        started: float,
+        error: str,
+    ) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.log.append(
+            self._row(requests[i], ids[i], now, model, role, None, None, "{}", False, latency_ms, error)
+            for i, model, role in jobs
+        )  # fmt: skip
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

@@ -1,0 +1,566 @@
+"""The prediction API: auth, validation, scores equal to the registered model's, routing,
+the prediction log, and an alias flip under concurrent traffic on a real uvicorn server.
+
+Features come from the session's small materialized store (fresh by the wall clock); two
+small models are trained on them and registered in a module-private MLflow store with their
+feature service tag, as `register` does. Each test gets its own lake for the prediction log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import STALE_ID, SmallStore
+from fastapi.testclient import TestClient
+
+from kaizen.config import Settings
+from kaizen.errors import ConfigError
+from kaizen.featurestore.online import read_features
+from kaizen.runtime import Runtime
+from kaizen.seaweed import free_port
+from kaizen.serving.app import build_app, build_predictor
+from kaizen.serving.predictions import COLUMNS, read_predictions
+from kaizen.serving.routing import canary_bucket, route
+
+pytestmark = pytest.mark.usefixtures("feast_environ_restored")
+SERVICE = "credit_risk_v1"
+MODEL = "credit_risk"
+TOKEN = "test-token-" + "x" * 24
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MISSING_ID = 424_242
+KAIZEN = str(Path(sys.executable).with_name("kaizen"))
+
+
+def typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Feature rows as a model frame: text columns as object (None -> NaN), the rest float."""
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        values = frame[column]
+        if any(isinstance(v, str) for v in values):
+            frame[column] = values.map(lambda v: np.nan if v is None else v).astype(object)
+        else:
+            frame[column] = pd.to_numeric(values, errors="coerce").astype("float64")
+    return frame
+
+
+def online_rows(store: Any, ids: list[int], amounts: list[float]) -> list[dict[str, Any]]:
+    rows = [{"customer_id": i, "requested_amount": a} for i, a in zip(ids, amounts, strict=True)]
+    now = dt.datetime.now(dt.UTC)
+    entities = read_features(store, SERVICE, rows, now, "refuse").entities
+    return [{**e.values, "requested_amount": e.request["requested_amount"]} for e in entities]
+
+
+def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
+    """Train a small model of the production pipeline and register it as `register` does."""
+    import mlflow
+    import skops.io
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    from kaizen.model import tracking
+    from kaizen.model.data import model_inputs
+    from kaizen.model.pipeline import build
+    from kaizen.model.serialization import audited_trusted_types
+    from kaizen.stages.register import pip_requirements
+
+    rng = np.random.default_rng(seed)
+    risk = frame["late_ratio_180d"].fillna(0) * 3 + frame["requested_to_credit_limit"].fillna(1)
+    label = (risk + rng.normal(0, 0.7, len(frame)) > np.quantile(risk, 0.7)).astype(int)
+    inputs = model_inputs(frame)
+    train = rt.params.train.model_copy(
+        update={"max_iter": 15 + seed, "min_samples_leaf": 10, "calibration_folds": 2}
+    )
+    model = build(inputs, train).fit(frame[inputs.all], label)
+    example = frame[inputs.all].head(5)
+    tracking.configure(rt.settings, "serving-test")
+    with mlflow.start_run():
+        logged = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict_proba(example)[:, 1]),
+            input_example=example,
+            serialization_format="skops",
+            skops_trusted_types=audited_trusted_types(skops.io.dumps(model)),
+            pip_requirements=pip_requirements(),
+            registered_model_name=MODEL,
+        )
+    number = str(logged.registered_model_version)
+    client = MlflowClient()
+    tags = {"feature_service": SERVICE, "feature_service_version": "1", "holdout": '{"rows":1}'}
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL, number, f"kaizen.{key}", value)
+    return number
+
+
+class World:
+    def __init__(self, small: SmallStore, home: Path, versions: list[str]):
+        self.small, self.home, self.versions = small, home, versions
+
+    def runtime(self, lake: Path, **serve: Any) -> Runtime:
+        production = serve.pop("production", {})
+        settings = self.small.settings.model_copy(
+            update={"runtime_dir": self.home / "runtime", "lake_root": str(lake)}
+        )
+        rt = Runtime(settings)
+        p = rt.params
+        promote = p.promote.model_copy(
+            update={"production": p.promote.production.model_copy(update=production)}
+        )
+        rt.__dict__["params"] = p.model_copy(
+            update={"serve": p.serve.model_copy(update=serve), "promote": promote}
+        )
+        return rt
+
+    def aliases(self, rt: Runtime, champion: str | None, challenger: str | None = None) -> None:
+        from kaizen.model.registry import client
+
+        registry = client(rt)
+        for alias, number in (("champion", champion), ("challenger", challenger)):
+            if number is None:
+                registry.delete_registered_model_alias(MODEL, alias)
+            else:
+                registry.set_registered_model_alias(MODEL, alias, number)
+
+
+@pytest.fixture(scope="module")
+def world(small_store: SmallStore, tmp_path_factory: pytest.TempPathFactory) -> World:
+    home = tmp_path_factory.mktemp("serving")
+    store = small_store.store()
+    rng = np.random.default_rng(3)
+    ids = [int(i) for i in rng.integers(1, 201, 900)]
+    rows = online_rows(store, ids, [float(a) for a in rng.uniform(50, 5000, len(ids)).round(2)])
+    frame = typed(rows)
+    numeric = frame.select_dtypes("number").columns
+    frame[numeric] = frame[numeric].fillna(0.0)  # a column all-NaN in a fold breaks binning
+    w = World(small_store, home, [])
+    rt = w.runtime(home / "lake")
+    w.versions = [register_version(rt, frame, 1), register_version(rt, frame, 7)]
+    return w
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+def client_for(world: World, rt: Runtime, **kwargs: Any) -> TestClient:
+    predictor = build_predictor(rt, store=world.small.store(), **kwargs)
+    predictor.refresher.refresh()  # loaded before the first request
+    return TestClient(build_app(predictor, TOKEN))
+
+
+@pytest.fixture
+def api(world: World, lake: Path) -> Iterator[TestClient]:
+    rt = world.runtime(lake)
+    world.aliases(rt, world.versions[0])
+    with client_for(world, rt) as client:
+        yield client
+
+
+def test_every_route_but_health_needs_the_token(api: TestClient) -> None:
+    body = {"customer_id": 5, "requested_amount": 100.0}
+    wrong = [{}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"}]
+    routes = [("POST", "/predict"), ("POST", "/predict/batch"), ("GET", "/metadata")]
+    routes += [("GET", "/metrics"), ("GET", "/docs"), ("GET", "/nope")]
+    for method, path in routes:
+        for headers in wrong:
+            response = api.request(method, path, headers=headers, json=body)
+            assert response.status_code == 401, (method, path, headers)
+            assert response.content == b'{"detail":"Unauthorized"}'
+    health = api.get("/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"customer_id": 5}, "requested_amount: is required but missing"),
+        (
+            {"customer_id": 5, "requested_amount": -3},
+            "requested_amount: Input should be greater than 0",
+        ),
+        ({"customer_id": 5, "requested_amount": 0}, "greater than 0"),
+        (
+            {"customer_id": "5", "requested_amount": 10},
+            "customer_id: Input should be a valid integer",
+        ),
+        ({"customer_id": 5.5, "requested_amount": 10}, "customer_id"),
+        ({"customer_id": 5, "requested_amount": 10, "amount": 1}, "amount: is not a known field"),
+        ({"customer_id": 5, "requested_amount": 10, "request_id": ""}, "request_id"),
+    ],
+)
+def test_bad_input_is_a_one_line_422(api: TestClient, body: dict, message: str) -> None:
+    response = api.post("/predict", headers=AUTH, json=body)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert message in detail and "\n" not in detail
+
+
+def test_bad_batches_are_422(api: TestClient) -> None:
+    too_many = {"requests": [{"customer_id": 5, "requested_amount": 1.0}] * 501}
+    response = api.post("/predict/batch", headers=AUTH, json=too_many)
+    assert response.status_code == 422 and "at most 500 rows" in response.json()["detail"]
+    assert api.post("/predict/batch", headers=AUTH, json={"requests": []}).status_code == 422
+    broken = api.post(
+        "/predict", headers={**AUTH, "content-type": "application/json"}, content=b"{"
+    )
+    assert broken.status_code == 422 and "\n" not in broken.json()["detail"]
+
+
+def test_predict_and_batch_give_the_registered_models_scores(api: TestClient, world: World) -> None:
+    from kaizen.promotion.models import load
+
+    ids, amounts = [5, 17, 33, STALE_ID, MISSING_ID], [500.0, 80.5, 2500.0, 500.0, 120.0]
+    single = []
+    for i, a in zip(ids, amounts, strict=True):
+        response = api.post(
+            "/predict", headers=AUTH, json={"customer_id": i, "requested_amount": a}
+        )
+        assert response.status_code == 200, response.text
+        single.append(response.json())
+    batch = api.post(
+        "/predict/batch",
+        headers=AUTH,
+        json={
+            "requests": [
+                {"customer_id": i, "requested_amount": a} for i, a in zip(ids, amounts, strict=True)
+            ]
+        },
+    )
+    assert batch.status_code == 200, batch.text
+    batched = batch.json()["results"]
+    rt = world.runtime(world.home / "lake")
+    version = load(rt, world.versions[0])
+    expected = version.score(typed(online_rows(world.small.store(), ids, amounts)))
+    assert [r["probability"] for r in single] == pytest.approx(expected.tolist(), abs=1e-12)
+    assert [r["probability"] for r in batched] == pytest.approx(expected.tolist(), abs=1e-12)
+    threshold = rt.params.serve.decision_threshold
+    for r in single:
+        assert r["model_version"] == world.versions[0] and r["alias"] == "champion"
+        assert r["decision"] == ("review" if r["probability"] >= threshold else "approve")
+    assert single[0]["feature_freshness"] == {"fresh": True, "stale_views": [], "missing_views": []}
+    assert single[3]["feature_freshness"]["stale_views"] == ["customer_activity"]
+    assert single[3]["feature_freshness"]["fresh"] is False
+    assert len(single[4]["feature_freshness"]["missing_views"]) == 4
+    assert len({r["request_id"] for r in single + batched}) == len(single + batched)
+
+
+def test_canary_routing_is_stable_and_close_to_the_share() -> None:
+    ids = range(1, 20_001)
+    buckets = [canary_bucket(i, "salt-a") for i in ids]
+    share = sum(b < 0.1 for b in buckets) / len(buckets)
+    assert 0.09 < share < 0.11
+    assert buckets == [canary_bucket(i, "salt-a") for i in ids]  # deterministic
+    assert buckets[:50] != [canary_bucket(i, "salt-b") for i in range(1, 51)]  # salted
+    # ... and independent of the process (no hash randomization).
+    script = "from kaizen.serving.routing import canary_bucket;print([canary_bucket(i,'salt-a') for i in range(1,51)])"
+    env = {**os.environ, "PYTHONHASHSEED": "random"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert json.loads(out.stdout) == buckets[:50]
+    assert route(7, "canary", 0.1, "s", has_challenger=False).served == "champion"
+    assert route(7, "shadow", 0.1, "s", has_challenger=True).shadow
+
+
+def test_canary_sends_a_stable_share_of_customers_to_the_challenger(
+    world: World, lake: Path
+) -> None:
+    rt = world.runtime(lake, production={"mode": "canary", "canary_share": 0.3})
+    world.aliases(rt, world.versions[0], world.versions[1])
+    salt = rt.params.serve.canary_salt
+    ids = list(range(1, 201))
+    with client_for(world, rt) as api:
+        body = {"requests": [{"customer_id": i, "requested_amount": 100.0} for i in ids]}
+        first = api.post("/predict/batch", headers=AUTH, json=body).json()["results"]
+        again = api.post("/predict/batch", headers=AUTH, json=body).json()["results"]
+    assert [r["alias"] for r in first] == [r["alias"] for r in again]
+    for i, r in zip(ids, first, strict=True):
+        to_challenger = canary_bucket(i, salt) < 0.3
+        assert r["alias"] == ("challenger" if to_challenger else "champion")
+        assert r["model_version"] == world.versions[1 if to_challenger else 0]
+    share = sum(r["alias"] == "challenger" for r in first) / len(first)
+    assert 0.2 < share < 0.4
+    logged = read_predictions(rt)
+    assert set(logged["role"]) == {"served"} and len(logged) == 400  # no shadow rows in canary
+
+
+def test_shadow_logs_two_rows_per_request_and_they_read_back(world: World, lake: Path) -> None:
+    rt = world.runtime(lake, production={"mode": "shadow"})
+    world.aliases(rt, world.versions[0], world.versions[1])
+    with client_for(world, rt) as api:
+        answer = api.post(
+            "/predict",
+            headers=AUTH,
+            json={
+                "customer_id": 5,
+                "requested_amount": 700.0,
+                "invoice_id": "inv-1",
+                "request_id": "req-1",
+            },
+        ).json()
+        api.post(
+            "/predict", headers=AUTH, json={"customer_id": MISSING_ID, "requested_amount": 9.5}
+        )
+    # Leaving the client shuts the app down: the log is flushed.
+    assert answer["alias"] == "champion" and answer["request_id"] == "req-1"
+    files = sorted((lake / "predictions").rglob("*"))
+    parts = [f for f in files if f.is_file()]
+    assert parts and all(f.name.startswith("part-") and f.suffix == ".parquet" for f in parts)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert {f.parent.name for f in parts} == {f"ds={today}"}
+    logged = read_predictions(rt, start_ds=today, end_ds=today)
+    assert list(logged.columns) == COLUMNS and len(logged) == 4
+    one = logged[logged["request_id"] == "req-1"].set_index("role")
+    assert sorted(one.index) == ["served", "shadow"]
+    assert one.loc["served", "probability"] == pytest.approx(answer["probability"])
+    assert one.loc["served", "model_version"] == world.versions[0]
+    assert (one.loc["shadow", "alias"], one.loc["shadow", "model_version"]) == (
+        "challenger",
+        world.versions[1],
+    )
+    assert one.loc["shadow", "probability"] != one.loc["served", "probability"]
+    assert one.loc["served", "invoice_id"] == "inv-1" and one.loc["served", "fresh"]
+    features = json.loads(one.loc["served", "features"])
+    assert features["requested_amount"] == 700.0 and "late_ratio_180d" in features
+    assert (
+        str(logged["ts"].dtype) == "datetime64[us, UTC]" and logged["customer_id"].dtype == "int64"
+    )
+    assert logged["error"].isna().all() and (logged["latency_ms"] > 0).all()
+    assert not logged[logged["customer_id"] == MISSING_ID]["fresh"].any()
+    assert read_predictions(rt, start_ds="2000-01-01", end_ds="2000-01-02").empty
+    with pytest.raises(Exception, match="not a date"):
+        read_predictions(rt, start_ds="yesterday")
+
+
+def test_a_full_log_queue_drops_rows_and_never_fails_a_request(world: World, lake: Path) -> None:
+    rt = world.runtime(lake, log_queue_max=2, log_flush_rows=1, log_flush_seconds=60)
+    world.aliases(rt, world.versions[0])
+    release = threading.Event()
+
+    def stuck_writer(_lake: Any, rows: list[dict[str, Any]]) -> list[str]:
+        release.wait(30)  # a lake that hangs
+        return []
+
+    with client_for(world, rt, writer=stuck_writer) as api:
+        for i in range(1, 21):
+            response = api.post(
+                "/predict", headers=AUTH, json={"customer_id": i, "requested_amount": 10.0}
+            )
+            assert response.status_code == 200
+        metrics = api.get("/metrics", headers=AUTH).text
+        release.set()
+    dropped = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("kaizen_prediction_log_dropped_total ")
+    )
+    assert dropped >= 15
+
+
+def test_no_champion_and_a_broken_store_are_clear_503s(world: World, lake: Path) -> None:
+    rt = world.runtime(lake)
+    world.aliases(rt, None)
+    with client_for(world, rt) as api:
+        assert api.get("/health").status_code == 503
+        response = api.post(
+            "/predict", headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0}
+        )
+        assert (
+            response.status_code == 503
+            and "no model is loaded under the alias 'champion'" in response.json()["detail"]
+        )
+
+    class BrokenStore:
+        def __init__(self, store: Any) -> None:
+            self._store = store
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._store, name)
+
+        def get_online_features(self, **_kwargs: Any) -> Any:
+            raise ConnectionError("online store unreachable")
+
+    world.aliases(rt, world.versions[0])
+    predictor = build_predictor(rt, store=BrokenStore(world.small.store()))
+    predictor.refresher.refresh()
+    with TestClient(build_app(predictor, TOKEN)) as api:
+        response = api.post(
+            "/predict", headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0}
+        )
+        assert response.status_code == 503
+        assert "online features unavailable (ConnectionError" in response.json()["detail"]
+    logged = read_predictions(rt)
+    assert len(logged) == 1 and logged["probability"].isna().all()
+    assert "unreachable" in logged["error"].iloc[0]
+
+
+def test_metadata_and_metrics(world: World, lake: Path) -> None:
+    rt = world.runtime(lake, production={"mode": "shadow"})
+    world.aliases(rt, world.versions[0], world.versions[1])
+    with client_for(world, rt) as api:
+        api.post("/predict", headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0})
+        api.post("/predict", headers=AUTH, json={"customer_id": 5})
+        meta = api.get("/metadata", headers=AUTH).json()
+        text = api.get("/metrics", headers=AUTH).text
+    assert meta["champion"]["version"] == world.versions[0]
+    assert meta["challenger"]["version"] == world.versions[1]
+    assert meta["champion"]["feature_service"] == SERVICE
+    assert meta["champion"]["manifest"]["feature_service"] == SERVICE
+    assert meta["routing"] == {"mode": "shadow", "canary_share": 0.1, "active": True}
+    assert "kaizen_prediction_latency_seconds_bucket" in text
+    v1, v2 = world.versions
+    assert 'kaizen_predictions_total{alias="champion",decision=' in text
+    assert (
+        f'model_version="{v1}",role="served"' in text
+        and f'model_version="{v2}",role="shadow"' in text
+    )
+    assert 'kaizen_prediction_errors_total{reason="invalid_request"} 1.0' in text
+
+
+def test_serve_params_and_the_platform_component(tmp_path: Path) -> None:
+    from kaizen.params import ServeParams
+    from kaizen.platform.components import components
+    from kaizen.platform.health import _judge
+
+    with pytest.raises(ValueError, match="log_flush_rows"):
+        ServeParams.model_validate(
+            {
+                "decision_threshold": 0.2,
+                "freshness_policy": "refuse",
+                "alias_refresh_seconds": 5,
+                "canary_salt": "s",
+                "batch_max_rows": 10,
+                "log_queue_max": 10,
+                "log_flush_rows": 11,
+                "log_flush_seconds": 1,
+            }
+        )
+    (api,) = [
+        c for c in components(Settings(_env_file=None, home=tmp_path)) if c.name == "prediction-api"
+    ]
+    assert api.argv[1:] == ["serve"] and api.port == 6570
+    assert api.health_url == "http://127.0.0.1:6570/health"
+    assert _judge(api, 503, {"status": "no champion loaded"}, "")[0] is True
+    assert _judge(api, 500, {}, "")[0] is False
+
+
+def test_without_a_token_kaizen_serve_refuses_to_start(tmp_path: Path) -> None:
+    from kaizen.serving.auth import require_token
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIZEN_")}
+    port = free_port()
+    env.update({"KAIZEN_HOME": str(tmp_path), "KAIZEN_PREDICTION_API_PORT": str(port)})
+    result = subprocess.run(
+        [KAIZEN, "serve"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "KAIZEN_PREDICTION_API_TOKEN" in result.stderr
+    with pytest.raises(ConfigError, match="too short"):
+        require_token(Settings(_env_file=None, home=tmp_path, prediction_api_token="short"))
+
+
+# -- an alias flip under concurrent traffic, on a real uvicorn server ---------------------------
+
+
+def test_flipping_the_champion_under_traffic_fails_no_request(
+    world: World, lake: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+
+    from kaizen.model.registry import client
+
+    rt = world.runtime(lake, alias_refresh_seconds=0.2)
+    world.aliases(rt, world.versions[0])
+    v1, v2 = world.versions
+    predictor = build_predictor(rt, store=world.small.store())
+    predictor.refresher.refresh()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(predictor, TOKEN),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+    flipped = threading.Event()
+    stop = threading.Event()
+    seen: list[tuple[float, str]] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def traffic(worker: int) -> None:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=30, trust_env=False) as http:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                body = {"customer_id": 1 + (worker * 37 + n) % 200, "requested_amount": 250.0}
+                try:
+                    response = http.post("/predict", json=body)
+                except httpx.HTTPError as exc:
+                    with lock:
+                        failures.append(repr(exc))
+                    continue
+                with lock:
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code} {response.text}")
+                    else:
+                        seen.append((time.monotonic(), response.json()["model_version"]))
+
+    caplog.set_level(logging.INFO, logger="kaizen.serving.app")
+    workers = [threading.Thread(target=traffic, args=(w,)) for w in range(8)]
+    try:
+        for w in workers:
+            w.start()
+        time.sleep(1.5)
+        client(rt).set_registered_model_alias(MODEL, "champion", v2)
+        moved_at = time.monotonic()
+        flipped.set()
+        deadline = time.monotonic() + 45
+        while predictor.deployment.versions()["champion"] != v2:
+            assert time.monotonic() < deadline, "the champion was never swapped"
+            time.sleep(0.05)
+        swapped_at = time.monotonic()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(60)
+        server.should_exit = True
+        thread.join(30)
+    assert not failures, failures[:5]
+    before = [v for t, v in seen if t < moved_at]
+    after = [v for t, v in seen if t > swapped_at + 0.5]
+    assert before and set(before) == {v1}
+    assert after and set(after) == {v2}
+    assert {v for _, v in seen} == {v1, v2}
+    assert len(seen) > 100
+    assert f"alias champion moved: version {v1} -> {v2}" in caplog.text
+    logged = read_predictions(rt)
+    assert len(logged) == len(seen) and logged["error"].isna().all()
+    print(
+        f"\n{len(seen)} requests by 8 threads, 0 failed; swap {swapped_at - moved_at:.2f}s after the move"
+    )
