@@ -194,3 +194,26 @@ def test_nothing_to_judge_is_not_an_error(world: dict, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no champion yet"):
         ledger.previous_champion(fresh)
     assert rt  # the module's registry is untouched by the fresh one
+
+
+def test_a_replayed_day_is_scored_by_the_champion_and_logged_as_live(world: dict) -> None:
+    from kaizen.serving.predictions import read_predictions
+    from kaizen.serving.traffic import invoices_issued, replay_day
+    from kaizen.stages.materialize import materialize
+
+    rt, (v1, _, _) = world["rt"], world["versions"]
+    if by_alias(rt, rt.params.promote.champion_alias) is None:
+        ledger.move(rt, v1, to_alias="champion", from_alias=None, decision="test", reason="test")
+    champion = by_alias(rt, rt.params.promote.champion_alias)
+    materialize("2026-02-07", "2026-02-09", rt)  # what the store held while 02-10 was live
+    report = replay_day(rt, "2026-02-10")
+    issued = invoices_issued(rt, "2026-02-10")
+    assert report.requests == len(issued) > 0 and report.failed == 0
+    assert report.served == {champion: len(issued)}
+    logged = read_predictions(rt, "2026-02-10", "2026-02-10")
+    served = logged[logged["role"] == "served"]
+    assert sorted(served["invoice_id"]) == sorted(issued["invoice_id"].astype(str))
+    assert (served["ts"].dt.date.astype(str) == "2026-02-10").all()
+    assert served["fresh"].mean() > 0.9  # the day before's features, within their TTL
+    with pytest.raises(InputError, match="no silver payments for 2030-01-01"):
+        replay_day(rt, "2030-01-01")

@@ -335,6 +335,24 @@ def serve(
     run(get_settings(), workers=workers)
 
 
+@app.command()
+@entry
+def traffic(
+    ds: Annotated[str, typer.Option(help="replay the invoices issued on this day, YYYY-MM-DD")],
+) -> None:
+    """Replay a simulated day's invoices as prediction requests (in process, logged as live)."""
+    from kaizen.interval import parse_ds
+    from kaizen.runtime import Runtime
+    from kaizen.serving.traffic import replay_day
+
+    report = replay_day(Runtime(), parse_ds(ds))
+    served = ", ".join(f"v{v}: {n}" for v, n in sorted(report.served.items())) or "nobody"
+    typer.echo(
+        f"{report.ds}: {report.requests} requests, served by {served}, {report.failed} failed, "
+        f"{report.flushed} prediction log rows written"
+    )
+
+
 @app.command("training-set")
 @entry
 def training_set(
