@@ -2,8 +2,11 @@
 
 It simulates the configured history (params.yaml `simulate`), runs the DataOps DAG for every
 simulated day through Airflow (ingest, the validation gate, features, the feature gate and
-materialization into Feast's online store), and reports the lake and one online lookup. Rerunning it is safe: unchanged raw
-files are left alone and every partition is replaced, never appended to.
+materialization into Feast's online store), reports the lake and one online lookup, trains
+through the train DAG (`dvc repro`), runs the promotion gates through the promote DAG (the
+first model that passes staging becomes the first champion) and answers one prediction the
+way `POST /predict` does. Rerunning it is safe: unchanged raw files are left alone and every
+partition is replaced, never appended to.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
     p = rt.params.simulate
     dates = [(p.start + dt.timedelta(days=i)).isoformat() for i in range(p.days)]
     echo(
-        f"1/3 simulating {p.days} days of the furniture store ({p.customers} customers) into {rt.settings.raw_root}"
+        f"1/5 simulating {p.days} days of the furniture store ({p.customers} customers) into {rt.settings.raw_root}"
     )
     report = simulate(
         p, rt.settings.raw_root, storage_options=rt.settings.storage_options(rt.settings.raw_root)
@@ -40,7 +43,7 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
         f"    {report.written} files written, {report.unchanged} unchanged; late rate {report.late_rate:.3f}"
     )
 
-    echo(f"2/4 running dataops_daily through Airflow for {dates[0]} .. {dates[-1]}")
+    echo(f"2/5 running dataops_daily through Airflow for {dates[0]} .. {dates[-1]}")
     # The demo tells its own story; Airflow's per-task INFO lines would drown it.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     warnings.simplefilter("ignore")
@@ -56,7 +59,7 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
         f"    {len(outcomes) - len(failed)}/{len(outcomes)} runs succeeded, {sum(o.seconds for o in outcomes):.0f}s in DAG runs"
     )
 
-    echo(f"3/4 the lake at {rt.lake.url()}")
+    echo(f"3/5 the lake at {rt.lake.url()}")
     for source in rt.catalog.names:
         counts = {}
         for layer in ("silver", "quarantine"):
@@ -84,10 +87,16 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
                 f"{len(failed)} dataops_daily runs did not succeed; see the Airflow logs in {rt.settings.airflow_home}"
             )
         return
-    echo("4/4 training through Airflow (the train DAG runs `dvc repro`)")
+    echo("4/5 training through Airflow (the train DAG runs `dvc repro`)")
     trained = run_once("train", rt.settings, conf={"force": True})
     if trained.ok:
         _show_model(rt, echo)
+        echo("5/5 the promotion gates through Airflow (staging, then production)")
+        promoted = run_once("promote", rt.settings)
+        if promoted.ok:
+            _show_promotion(rt, echo)
+        else:
+            echo(f"    promote: {promoted.state} ({', '.join(promoted.failed_tasks)})")
     else:
         echo(f"    train: {trained.state} ({', '.join(trained.failed_tasks)})")
     echo(f"done in {time.perf_counter() - started:.0f}s")
@@ -111,6 +120,28 @@ def _show_online_features(rt: Runtime, echo: Callable[[str], None]) -> None:
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )
     echo(f"    online features for customer 1 ({service.name}, requesting 900.00): {shown}")
+
+
+def _show_promotion(rt: Runtime, echo: Callable[[str], None]) -> None:
+    """The ledger's story, then one prediction through the same code path as POST /predict."""
+    from kaizen.promotion.ledger import events, format_events
+    from kaizen.serving.app import build_predictor
+    from kaizen.serving.schemas import PredictRequest
+
+    for line in format_events(events(rt)[-3:]):
+        echo(f"    {line}")
+    predictor = build_predictor(rt)
+    predictor.refresher.refresh()
+    if predictor.deployment.champion is None:
+        echo("    no champion: the gates kept the candidate out (see the reasons above)")
+        return
+    [answer] = predictor.predict([PredictRequest(customer_id=1, requested_amount=900.0)])
+    predictor.log.flush()
+    echo(
+        f"    POST /predict customer 1, 900.00 -> p(late)={answer.probability:.3f} "
+        f"{answer.decision} by v{answer.model_version} @{answer.alias} "
+        f"(features fresh: {answer.fresh}); `make serve` serves it over HTTP"
+    )
 
 
 def _show_model(rt: Runtime, echo: Callable[[str], None]) -> None:
