@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ from kaizen.logs import get_logger
 from kaizen.postgres import ensure_database
 
 log = get_logger(__name__)
+# Feast warns on every retrieval that on-demand views are "experimental"; we rely on them by
+# design (feature_repo/on_demand.py), and the repeat drowns the task logs.
+warnings.filterwarnings(
+    "ignore", message="On demand feature view is an experimental feature", category=RuntimeWarning
+)
 ONLINE_STORES = {
     "sqlite": "kaizen.featurestore.online_stores.MonotonicSqliteOnlineStore",
     "redis": "kaizen.featurestore.online_stores.MonotonicRedisOnlineStore",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ def _quiet() -> None:
         "great_expectations.data_context",
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # GX 1.24 imports the long-deprecated sre_* modules: nothing we can act on.
+    warnings.filterwarnings("ignore", message="module 'sre_", category=DeprecationWarning)
 
 
 def open_context(settings: Settings) -> Any:
