@@ -271,7 +271,7 @@ def run(size: dict[str, Any]) -> list[Row]:
         cores = os.cpu_count()
         return [
             Row(
-                row="10",
+                row="6",
                 hot_path="prediction API POST /predict p99 over loopback (token, 1 customer, credit_risk_v1, champion, log hand-off)",
                 baseline="online read p99 + in-process one-row predict p99, same store and model",
                 measured_s=p99 / 1e3,
@@ -292,7 +292,7 @@ def run(size: dict[str, Any]) -> list[Row]:
                 },
             ),
             ThroughputRow(
-                row="10t1",
+                row="6t1",
                 hot_path="prediction API throughput, 1 uvicorn worker (req/s)",
                 baseline="one in-process read + predict at a time (req/s)",
                 measured_s=1 / rps1,
@@ -302,7 +302,7 @@ def run(size: dict[str, Any]) -> list[Row]:
                 extra={"rps": rps1},
             ),
             ThroughputRow(
-                row="10t2",
+                row="6t2",
                 hot_path="prediction API throughput, 2 uvicorn workers (req/s)",
                 baseline="one in-process read + predict at a time (req/s)",
                 measured_s=1 / rps2,
