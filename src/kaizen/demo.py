@@ -53,7 +53,7 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
         if not o.ok or done % 5 == 0 or done == total:
             echo(f"    [{done}/{total}] {o.ds}: {o.state} in {o.seconds:.1f}s{detail}")
 
-    outcomes = run_daily("dataops_daily", dates, rt.settings, progress=progress)
+    outcomes = _run_dataops(rt, dates, progress)
     failed = [o for o in outcomes if not o.ok]
     echo(
         f"    {len(outcomes) - len(failed)}/{len(outcomes)} runs succeeded, {sum(o.seconds for o in outcomes):.0f}s in DAG runs"
@@ -104,6 +104,32 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
         raise KaizenError(
             f"{len(failed)} dataops_daily runs did not succeed; see the Airflow logs in {rt.settings.airflow_home}"
         )
+
+
+def _run_dataops(
+    rt: Runtime, dates: list[str], progress: Callable[[DagRunOutcome, int, int], None]
+) -> list[DagRunOutcome]:
+    """Every day through the DAG. Unless the user chose a Data Docs policy, pages render for
+    failures only until the last day (rendering is most of a passing validation's cost)."""
+    from kaizen.config import get_settings
+
+    if "KAIZEN_GX_DATA_DOCS" in os.environ or len(dates) < 2:
+        return run_daily("dataops_daily", dates, rt.settings, progress=progress)
+    total = len(dates)
+
+    def counted(offset: int) -> Callable[[DagRunOutcome, int, int], None]:
+        return lambda o, done, _n: progress(o, offset + done, total)
+
+    try:
+        os.environ["KAIZEN_GX_DATA_DOCS"] = "failures"
+        get_settings.cache_clear()
+        outcomes = run_daily("dataops_daily", dates[:-1], rt.settings, progress=counted(0))
+    finally:
+        del os.environ["KAIZEN_GX_DATA_DOCS"]
+        get_settings.cache_clear()
+    return outcomes + run_daily(
+        "dataops_daily", dates[-1:], rt.settings, progress=counted(total - 1)
+    )
 
 
 def _show_online_features(rt: Runtime, echo: Callable[[str], None]) -> None:
