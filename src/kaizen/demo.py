@@ -88,6 +88,7 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
             )
         return
     echo("4/5 training through Airflow (the train DAG runs `dvc repro`)")
+    problems = [f"{len(failed)} dataops_daily runs did not succeed"] if failed else []
     trained = run_once("train", rt.settings, conf={"force": True})
     if trained.ok:
         _show_model(rt, echo)
@@ -97,12 +98,14 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
             _show_promotion(rt, echo)
         else:
             echo(f"    promote: {promoted.state} ({', '.join(promoted.failed_tasks)})")
+            problems.append(f"the promote DAG ended {promoted.state}")
     else:
         echo(f"    train: {trained.state} ({', '.join(trained.failed_tasks)})")
+        problems.append(f"the train DAG ended {trained.state}")
     echo(f"done in {time.perf_counter() - started:.0f}s")
-    if failed:
+    if problems:
         raise KaizenError(
-            f"{len(failed)} dataops_daily runs did not succeed; see the Airflow logs in {rt.settings.airflow_home}"
+            f"{'; '.join(problems)}: see the Airflow logs in {rt.settings.airflow_home}"
         )
 
 

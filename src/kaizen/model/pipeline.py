@@ -6,6 +6,7 @@ calibrated on time-ordered folds so a score reads as a probability.
 
 from __future__ import annotations
 
+import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -14,13 +15,41 @@ from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from kaizen.errors import InputError
 from kaizen.model.data import Inputs
 from kaizen.params import TrainParams
 
 
-def build(inputs: Inputs, p: TrainParams, monotone_increasing: list[str] | None = None) -> Pipeline:
+def calibration_split(frame: pd.DataFrame, inputs: Inputs, folds: int) -> TimeSeriesSplit:
+    """Time-ordered calibration folds whose first training part has a value of every numeric
+    input. In a young history a ratio can be missing for everyone in the earliest rows (no
+    invoice resolved yet), and the trees cannot bin a column with no value at all; shrinking
+    the test folds moves the first cut later. Refuses, in one line, when no cut works."""
+    n = len(frame)
+    seen = frame[inputs.numeric].notna().to_numpy().cumsum(axis=0) > 0  # row i: seen by then
+    smallest = max(folds * 2, n // (folds * 8))  # test folds stay big enough to calibrate on
+    for test_size in range(n // (folds + 1), smallest - 1, -max(1, n // 200)):
+        first_cut = n - folds * test_size
+        if first_cut > 0 and seen[first_cut - 1].all():
+            return TimeSeriesSplit(n_splits=folds, test_size=test_size)
+    never = [c for c, ok in zip(inputs.numeric, seen[-1], strict=True) if not ok]
+    latest_cut = max(n - folds * smallest, 1)
+    early = [c for c, ok in zip(inputs.numeric, seen[latest_cut - 1], strict=True) if not ok]
+    raise InputError(
+        f"cannot calibrate: {', '.join(never or early)} has no value in "
+        f"{'the whole training window' if never else 'its earliest rows'}; wait for more history"
+    )
+
+
+def build(
+    inputs: Inputs,
+    p: TrainParams,
+    monotone_increasing: list[str] | None = None,
+    cv: TimeSeriesSplit | None = None,
+) -> Pipeline:
     """`monotone_increasing`: inputs whose growth may never lower the risk (a domain rule the
-    promotion gate checks); the trees are constrained to respect it."""
+    promotion gate checks); the trees are constrained to respect it. `cv`: the calibration
+    folds (`calibration_split`), by default `calibration_folds` equal time-ordered folds."""
     categorical = Pipeline(
         [
             ("fill", SimpleImputer(strategy="constant", fill_value="missing")),
@@ -48,6 +77,6 @@ def build(inputs: Inputs, p: TrainParams, monotone_increasing: list[str] | None 
     )
     # Rows arrive in issue order, so each calibration fold is fitted on the past only.
     model = CalibratedClassifierCV(
-        trees, method=p.calibration, cv=TimeSeriesSplit(n_splits=p.calibration_folds)
+        trees, method=p.calibration, cv=cv or TimeSeriesSplit(n_splits=p.calibration_folds)
     )
     return Pipeline([("prepare", prepare), ("model", model)])

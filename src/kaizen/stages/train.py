@@ -17,7 +17,7 @@ from kaizen.logs import get_logger
 from kaizen.model import serialization
 from kaizen.model.data import LABEL, check_trainable, model_inputs, split_by_time
 from kaizen.model.manifest import file_md5
-from kaizen.model.pipeline import build
+from kaizen.model.pipeline import build, calibration_split
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
 
@@ -51,7 +51,8 @@ def train(training_set: str | Path, out: str | Path, rt: Runtime | None = None) 
             past, p.train, f"the training window (before the {p.evaluate.holdout_days}-day holdout)"
         )
         inputs = model_inputs(frame)
-        model = build(inputs, p.train, p.promote.behaviour.monotone_increasing).fit(
+        cv = calibration_split(past, inputs, p.train.calibration_folds)
+        model = build(inputs, p.train, p.promote.behaviour.monotone_increasing, cv).fit(
             past[inputs.all], past[LABEL]
         )
         trusted = serialization.save(model, out)
