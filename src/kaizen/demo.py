@@ -95,7 +95,7 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
         echo("5/5 the promotion gates through Airflow (staging, then production)")
         promoted = run_once("promote", rt.settings)
         if promoted.ok:
-            _show_promotion(rt, echo)
+            _show_promotion(rt, echo, dates[-1])
         else:
             echo(f"    promote: {promoted.state} ({', '.join(promoted.failed_tasks)})")
             problems.append(f"the promote DAG ended {promoted.state}")
@@ -151,15 +151,18 @@ def _show_online_features(rt: Runtime, echo: Callable[[str], None]) -> None:
     echo(f"    online features for customer 1 ({service.name}, requesting 900.00): {shown}")
 
 
-def _show_promotion(rt: Runtime, echo: Callable[[str], None]) -> None:
-    """The ledger's story, then one prediction through the same code path as POST /predict."""
+def _show_promotion(rt: Runtime, echo: Callable[[str], None], last_ds: str) -> None:
+    """The ledger's story, then one prediction through the same code path as POST /predict,
+    asked at the end of the simulated history (the features' TTLs are judged then)."""
     from kaizen.promotion.ledger import events, format_events
     from kaizen.serving.app import build_predictor
     from kaizen.serving.schemas import PredictRequest
+    from kaizen.transforms.views import as_of
 
     for line in format_events(events(rt)[-3:]):
         echo(f"    {line}")
-    predictor = build_predictor(rt)
+    asked_at = as_of(last_ds).to_pydatetime()
+    predictor = build_predictor(rt, clock=lambda: asked_at)
     predictor.refresher.refresh()
     if predictor.deployment.champion is None:
         echo("    no champion: the gates kept the candidate out (see the reasons above)")
@@ -169,7 +172,7 @@ def _show_promotion(rt: Runtime, echo: Callable[[str], None]) -> None:
     echo(
         f"    POST /predict customer 1, 900.00 -> p(late)={answer.probability:.3f} "
         f"{answer.decision} by v{answer.model_version} @{answer.alias} "
-        f"(features fresh: {answer.fresh}); `make serve` serves it over HTTP"
+        f"(features fresh at {asked_at:%Y-%m-%d %H:%M}Z: {answer.fresh}); `make serve` serves it"
     )
 
 
