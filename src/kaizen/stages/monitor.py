@@ -201,10 +201,11 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
         metrics["alerts"] = [a["key"] for a in sent]
         metrics["retrain"] = trigger.decide(rt, ds, found, days)
 
-        trend = pd.concat(
-            [history.history(rt, ds, p.history_days), pd.DataFrame(history.rows_of(ds, metrics))],
-            ignore_index=True,
-        )
+        parts = [
+            history.history(rt, ds, p.history_days),
+            pd.DataFrame(history.rows_of(ds, metrics)),
+        ]
+        trend = pd.concat([t for t in parts if not t.empty] or parts[:1], ignore_index=True)
         page = report.render(metrics, trend, daily_late, reference_scores, current_scores)
         url = history.write(rt, ds, metrics, page)
         metrics["report"] = url
