@@ -20,6 +20,7 @@ from conftest import make_settings
 from pydantic import SecretStr
 
 from kaizen.lake import Partition
+from kaizen.model.metrics import score
 from kaizen.monitoring import business, drift, trigger
 from kaizen.monitoring.alerts import Breach
 from kaizen.monitoring.predictions import SCHEMA, read_predictions
@@ -152,7 +153,7 @@ class Webhook:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def keys(self) -> list[str]:
+    def alert_keys(self) -> list[str]:
         return [a["key"] for a in self.received]
 
 
@@ -207,13 +208,13 @@ def test_a_shifted_window_drifts_alerts_once_and_requests_one_retrain(
     assert "skew" in first.details["breaches"]
     assert first.details["data_drift_share"] > rt.params.monitor.drift_share
     assert first.details["retrain"]["requested"] is True
-    drift_alerts = [k for k in webhook.keys() if k.startswith("data_drift.")]
+    drift_alerts = [k for k in webhook.alert_keys() if k.startswith("data_drift.")]
     assert len(drift_alerts) == 1
     # The same breach on a rerun and on the next day: no new alert, no second request.
     again = monitor("2026-01-14", rt)
     nextday = monitor(STABLE_DS, rt)
     assert again.details["alerts"] == [] and nextday.details["alerts"] == []
-    assert [k for k in webhook.keys() if k.startswith("data_drift.")] == drift_alerts
+    assert [k for k in webhook.alert_keys() if k.startswith("data_drift.")] == drift_alerts
     assert nextday.details["retrain"]["requested"] is False
     assert nextday.details["retrain"]["blocked_by"] == "cooldown"
     assert len(trigger.requests(rt)) == 1
@@ -258,11 +259,26 @@ def test_the_late_rate_alerts_at_the_threshold(world: Path, tmp_path: Path) -> N
     assert business.late_rate(labels, ds, at)["breach"] is True  # "reaches": >=
     assert business.late_rate(labels, ds, above)["breach"] is False
     # Through the stage: the breach is alerted (log only: no webhook set) and is actionable.
+    # Requests of mid-January now have final labels: the champion's live quality is measured.
+    log = write_log(rt, LOG_DAYS)
     _params(rt, late_rate_alert=measured["rate"], drift_share=1.0, prediction_psi_threshold=10.0)
     result = monitor(ds, rt)
     assert "late_rate" in result.details["breaches"]
     assert "late_rate" in result.details["alerts"]
     assert result.details["late_rate"] == measured["rate"]
+    assert result.details["retrain"]["requested"] is True
+    metrics = json.loads(
+        rt.lake.read_attachment(Partition("monitoring", "credit_risk", ds), "metrics.json")
+    )
+    champion = reference_of(rt, version_at(rt, "champion"), "champion")
+    live = metrics["quality"][metrics["champion"]]
+    assert live["alias"] == "champion" and live["judged"] and live["rows"] == len(log)
+    # The logged scores are the champion's scores of the same requests: the same ROC AUC as
+    # its holdout restricted to them.
+    same = champion.frame["invoice_id"].astype(str).isin(log["invoice_id"]).to_numpy()
+    expected = score(champion.frame["label"].to_numpy()[same], champion.scores[same])
+    assert live["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-6)
+    assert live["brier"] == pytest.approx(expected["brier"], abs=1e-6)
 
 
 # -- retrain guard --------------------------------------------------------------------------
@@ -325,3 +341,17 @@ def test_skew_is_zero_for_identical_features_and_names_a_perturbed_one(
     assert moved["breach"] and moved["skewed"] == ["credit_limit"]
     assert moved["features"]["credit_limit"] == pytest.approx(0.5, abs=0.02)
     assert all(v == 0.0 for k, v in moved["features"].items() if k != "credit_limit")
+
+
+def test_the_train_dag_recognises_a_retrain_request_among_its_triggers() -> None:
+    from airflow.sdk import Asset
+
+    from kaizen.dagkit import FEATURES_ASSET_NAME, RETRAIN_ASSET_NAME, triggering_events
+
+    features, retrain = Asset(FEATURES_ASSET_NAME), Asset(RETRAIN_ASSET_NAME)
+    both = {"triggering_asset_events": {features: ["f"], retrain: ["r1", "r2"]}}
+    assert triggering_events(both, RETRAIN_ASSET_NAME) == ["r1", "r2"]
+    assert (
+        triggering_events({"triggering_asset_events": {features: ["f"]}}, RETRAIN_ASSET_NAME) == []
+    )
+    assert triggering_events({}, RETRAIN_ASSET_NAME) == []  # a scheduled or manual run

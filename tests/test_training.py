@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pydantic import SecretStr
 from conftest import REPO, make_settings
+from pydantic import SecretStr
 
 from kaizen.errors import InputError
 from kaizen.featurestore.store import apply

@@ -22,9 +22,13 @@ def live_quality(
     """Per model version: rows, ROC AUC, Brier, roles, and its current alias (if any)."""
     ok = predictions["probability"].notna() & predictions["invoice_id"].notna()
     scored = predictions[ok].drop_duplicates(["model_version", "invoice_id"], keep="last")
-    joined = scored.merge(labels[["invoice_id", "label"]], on="invoice_id", how="inner")
+    # The log keeps invoice ids as text (the API's contract); the lake's may be integers.
+    scored = scored.assign(invoice_id=scored["invoice_id"].astype(str))
+    final = labels[["invoice_id", "label"]].assign(invoice_id=labels["invoice_id"].astype(str))
+    joined = scored.merge(final, on="invoice_id", how="inner")
     by_number = {number: alias for alias, number in aliases.items()}
     out: dict[str, dict[str, Any]] = {}
+    joined["model_version"] = joined["model_version"].astype(str)
     for version, rows in joined.groupby("model_version", sort=True):
         metrics = score(rows["label"].to_numpy(), rows["probability"].to_numpy())
         enough = len(rows) >= p.quality_min_labelled

@@ -38,7 +38,7 @@ def _current(
     live traffic, else the offline point-in-time features of the window's invoices."""
     p = rt.params.monitor
     live = served(window_preds)
-    live = live[live["model_version"] == reference.version.number]
+    live = live[live["model_version"].astype(str) == str(reference.version.number)]
     if len(live) >= p.min_rows:
         return logged_features(live), live["probability"].to_numpy(dtype=float), "served"
     entity = issued_invoices(rt, days)
@@ -141,7 +141,7 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
         champion = version_at(rt, aliases_p.champion_alias)
         challenger = version_at(rt, aliases_p.challenger_alias)
         aliases = {
-            alias: v.number
+            alias: str(v.number)
             for alias, v in (
                 (aliases_p.champion_alias, champion),
                 (aliases_p.challenger_alias, challenger),
@@ -156,8 +156,8 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
             "ds": ds,
             "model": rt.params.register_.model_name,
             "window": [days[0], days[-1]],
-            "champion": champion.number if champion else None,
-            "challenger": challenger.number if challenger else None,
+            "champion": str(champion.number) if champion else None,
+            "challenger": str(challenger.number) if challenger else None,
             "params": p.model_dump(),
             "predictions_in_window": len(window_preds),
         }
