@@ -38,7 +38,14 @@ PARSE = textwrap.dedent("""
     heavy = sorted(m for m in sys.argv[2].split(",") if m in sys.modules)
     def assets(d):
         condition = getattr(d.timetable, "asset_condition", None)
-        return sorted(a.name for _, a in condition.iter_assets()) if condition is not None else []
+        names, todo = [], [condition] if condition is not None else []
+        while todo:
+            item = todo.pop()
+            if hasattr(item, "objects"):
+                todo += list(item.objects)
+            else:
+                names.append(item.name)
+        return sorted(names)
     dags = {d.dag_id: {"tags": sorted(d.tags), "catchup": d.catchup, "tasks": sorted(d.task_ids),
                        "retries": min(t.retries for t in d.tasks), "timetable": type(d.timetable).__name__,
                        "assets": assets(d),

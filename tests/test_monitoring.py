@@ -355,3 +355,25 @@ def test_the_train_dag_recognises_a_retrain_request_among_its_triggers() -> None
         triggering_events({"triggering_asset_events": {features: ["f"]}}, RETRAIN_ASSET_NAME) == []
     )
     assert triggering_events({}, RETRAIN_ASSET_NAME) == []  # a scheduled or manual run
+
+
+def test_an_unreachable_webhook_is_logged_and_never_fails_monitoring(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    from kaizen.monitoring.alerts import Notifier, notify
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = make_settings(
+        tmp_path,
+        alert_webhook_url=SecretStr(f"http://127.0.0.1:{port}/"),
+        alert_webhook_timeout_s=0.5,
+    )
+    breach = Breach("late_rate", "late_rate", "late rate 12%", actionable=True, since="2026-03-01")
+    sent = notify(settings, [breach], "2026-03-01", Notifier(settings))
+    assert [a["delivered"] for a in sent] == [False]
+    assert "not delivered to the webhook" in caplog.text
+    assert notify(settings, [breach], "2026-03-02") == []  # the episode was alerted already
