@@ -45,7 +45,9 @@ def column_drift(
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    ref, cur = reference[[*numeric, *categorical]].copy(), current[[*numeric, *categorical]].copy()
+    columns = [*numeric, *categorical]
+    # An input the current rows lack (an older log) is all missing there: drift, not a crash.
+    ref, cur = reference.reindex(columns=columns), current.reindex(columns=columns)
     for frame in (ref, cur):
         for c in categorical:
             frame[c] = frame[c].astype(object).where(frame[c].notna(), MISSING).astype(str)

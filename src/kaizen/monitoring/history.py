@@ -17,7 +17,10 @@ from kaizen.lake import Partition
 from kaizen.runtime import Runtime
 
 LAYER = "monitoring"
-COLUMNS = ["ds", "section", "key", "metric", "value"]
+SCHEMA = pa.schema(
+    [(name, pa.string()) for name in ("ds", "section", "key", "metric")] + [("value", pa.float64())]
+)
+COLUMNS = SCHEMA.names
 
 
 def partition(rt: Runtime, ds: str) -> Partition:
@@ -59,12 +62,12 @@ def rows_of(ds: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
 def write(rt: Runtime, ds: str, metrics: dict[str, Any], html: str) -> str:
     """Commit the day's partition; returns the report's address."""
     rows = rows_of(ds, metrics)
-    frame = pd.DataFrame(rows, columns=COLUMNS).astype({"value": "float64"})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     part = partition(rt, ds)
     body = json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n"
     rt.lake.write(
         part,
-        pa.Table.from_pandas(frame, preserve_index=False),
+        pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False),
         meta={"kind": "monitoring", "model": rt.params.register_.model_name},
         attachments={"metrics.json": body.encode(), "report.html": html.encode()},
     )
