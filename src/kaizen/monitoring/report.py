@@ -45,6 +45,16 @@ def _note(plot_id: str, text: str) -> str:
     return f'<p class="note" id="{plot_id}">{html.escape(text)}</p>'
 
 
+def _days_axis(ax: Any, days: pd.Series) -> None:
+    """Dates as days (never hours, even for one or two points)."""
+    import matplotlib.dates as mdates
+
+    span = max(1, pd.to_datetime(days).nunique())
+    ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, span // 8)))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+
+
 def _figure(width: float = 8.0, height: float = 3.6) -> tuple[Any, Any]:
     return _pyplot().subplots(figsize=(width, height))
 
@@ -72,14 +82,14 @@ def drift_trend(trend: pd.DataFrame, threshold: float) -> str:
     psi = trend[(trend["section"] == "data_drift") & (trend["metric"] == "psi")]
     if psi.empty:
         return _note("drift-trend", "No drift history yet.")
-    fig, ax = _figure()
+    fig, ax = _figure(9.5, 3.8)
     wide = psi.pivot_table(index="ds", columns="key", values="value").sort_index()
     for column in wide.columns:
         ax.plot(pd.to_datetime(wide.index), wide[column], marker="o", markersize=3, label=column)
     ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
-    ax.set_ylabel("PSI")
-    ax.legend(fontsize=6, ncol=3, loc="upper left")
-    fig.autofmt_xdate()
+    ax.set_ylabel("PSI vs the champion's holdout")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _days_axis(ax, psi["ds"])
     return _img("drift-trend", "Drift per input over time (PSI)", _png(fig))
 
 
@@ -104,8 +114,8 @@ def late_rate_plot(daily: pd.DataFrame, trend: pd.DataFrame, threshold: float) -
         threshold, color="#c0392b", linestyle="--", linewidth=1, label=f"alert {threshold:.0%}"
     )
     ax.set_ylabel("late rate (by the day labels became final)")
-    ax.legend(loc="upper left")
-    fig.autofmt_xdate()
+    ax.legend(loc="upper left", fontsize=7)
+    _days_axis(ax, pd.concat([daily["day"], rolling["ds"]]) if not rolling.empty else daily["day"])
     return _img("late-rate", "30-day late rate", _png(fig))
 
 
@@ -121,7 +131,7 @@ def quality_plot(trend: pd.DataFrame) -> str:
             ax.plot(pd.to_datetime(part["ds"]), part["value"], marker="o", markersize=3, label=key)
         ax.set_title(metric.replace("_", " ").upper())
         ax.legend(fontsize=7)
-    fig.autofmt_xdate()
+        _days_axis(ax, rows["ds"])
     return _img("quality", "Live quality of champion and challenger on delayed labels", _png(fig))
 
 
