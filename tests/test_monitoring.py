@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_settings
+from conftest import REPO, make_settings
 from pydantic import SecretStr
 
 from kaizen.lake import Partition
@@ -195,6 +195,17 @@ def test_a_stable_window_does_not_drift_and_the_report_has_its_plots(
     for plot in ('id="drift-today"', 'id="drift-trend"', 'id="late-rate"', 'id="quality"'):
         assert plot in page
     assert "no live traffic yet" in page.lower()
+    # ... and the same page is in MLflow, in the monitoring experiment.
+    from kaizen.model.registry import client
+
+    run = client(rt).get_run(details["mlflow_run_id"])
+    assert client(rt).get_experiment(run.info.experiment_id).name == "credit_risk-monitoring"
+    assert {a.path for a in client(rt).list_artifacts(run.info.run_id)} >= {
+        "report.html",
+        "metrics.json",
+    }
+    assert run.data.tags["kaizen.ds"] == STABLE_DS
+    assert "data_drift.all.share" in run.data.metrics
 
 
 def test_a_shifted_window_drifts_alerts_once_and_requests_one_retrain(
@@ -377,3 +388,29 @@ def test_an_unreachable_webhook_is_logged_and_never_fails_monitoring(
     assert [a["delivered"] for a in sent] == [False]
     assert "not delivered to the webhook" in caplog.text
     assert notify(settings, [breach], "2026-03-02") == []  # the episode was alerted already
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["freshness_slo_days"].pop("customer_payments"), "freshness_slo_days"),
+        (lambda m: m.update(p_value=2), "monitor.p_value"),
+        (lambda m: m.update(late_rate_alert="high"), "monitor.late_rate_alert"),
+        (lambda m: m.pop("retrain_cooldown_days"), "monitor.retrain_cooldown_days: is required"),
+    ],
+)
+def test_a_bad_monitor_param_is_one_line_naming_the_key(
+    tmp_path: Path, change: object, message: str
+) -> None:
+    import yaml
+
+    from kaizen.errors import ConfigError
+    from kaizen.params import load_params
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    change(raw["monitor"])  # type: ignore[operator]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message) as err:
+        load_params(path)
+    assert "\n" not in str(err.value)
