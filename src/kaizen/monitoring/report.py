@@ -49,7 +49,11 @@ def _days_axis(ax: Any, days: pd.Series) -> None:
     """Dates as days (never hours, even for one or two points)."""
     import matplotlib.dates as mdates
 
-    span = max(1, pd.to_datetime(days).nunique())
+    stamps = pd.to_datetime(pd.Series(days))
+    first, last = stamps.min(), stamps.max()
+    # A day of padding each side; without it one point spans years (and thousands of ticks).
+    ax.set_xlim(first - pd.Timedelta(days=1), last + pd.Timedelta(days=1))
+    span = (last - first).days + 3
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, span // 8)))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
     ax.tick_params(axis="x", labelrotation=30, labelsize=7)

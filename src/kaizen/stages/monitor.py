@@ -231,13 +231,13 @@ def _log_to_mlflow(rt: Runtime, ds: str, metrics: dict[str, Any], page: str) -> 
 
     from kaizen.model import tracking
 
-    tracking.configure(rt.settings, f"{rt.params.register_.experiment}-monitoring")
+    experiment = tracking.configure(rt.settings, f"{rt.params.register_.experiment}-monitoring")
     numbers = {
         f"{r['section']}.{r['key']}.{r['metric']}": r["value"]
         for r in history.rows_of(ds, metrics)
         if np.isfinite(r["value"])
     }
-    with mlflow.start_run(run_name=f"monitor-{ds}") as run:
+    with mlflow.start_run(run_name=f"monitor-{ds}", experiment_id=experiment.experiment_id) as run:
         mlflow.set_tags(
             {
                 "kaizen.stage": "monitor",
