@@ -1,8 +1,10 @@
 """train: the DVC training pipeline, run by the scheduler.
 
-Triggered by the `credit_risk_features` asset (every materialized interval) and weekly. An
-asset-triggered run trains only once `train.retrain_min_new_labels` more invoices have a
-final label than the newest model was trained on; a weekly or manual run always trains.
+Triggered by the `credit_risk_features` asset (every materialized interval), by the
+monitor's `credit_risk_retrain_request` asset (an actionable breach on clean data, at most
+once per cooldown) and weekly. A features-triggered run trains only once
+`train.retrain_min_new_labels` more invoices have a final label than the newest model was
+trained on; a retrain request, a weekly or a manual run always trains.
 `repro` runs the same `dvc repro` a data scientist runs (training_set -> train -> evaluate
 -> register), waiting for DVC's lock rather than failing on it, one run at a time. It ends
 with a registered version at the `candidate` alias, waiting for the promotion gates.
@@ -22,15 +24,25 @@ from airflow.sdk import (
     task,
 )
 
-from kaizen.dagkit import DEFAULT_ARGS, FEATURES_ASSET_NAME, START_DATE, run_stage, runtime
+from kaizen.dagkit import (
+    DEFAULT_ARGS,
+    FEATURES_ASSET_NAME,
+    RETRAIN_ASSET_NAME,
+    START_DATE,
+    run_stage,
+    runtime,
+    triggering_events,
+)
 
 FEATURES = Asset(FEATURES_ASSET_NAME)
+RETRAIN = Asset(RETRAIN_ASSET_NAME)
 
 
 @dag(
     dag_id="train",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=FEATURES
+        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"),
+        assets=FEATURES | RETRAIN,
     ),
     start_date=START_DATE,
     catchup=False,
@@ -47,6 +59,10 @@ def train() -> None:
         context = get_current_context()
         run_type = str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type))
         if run_type != "asset_triggered" or context["params"].get("force"):
+            return True
+        requests = triggering_events(context, RETRAIN_ASSET_NAME)
+        if requests:  # the monitor already applied its guards (clean data, cooldown)
+            print(f"retrain requested by the monitor: {[e.extra for e in requests]}")
             return True
         from kaizen.model.registry import latest_version
         from kaizen.stages.training_set import final_labels

@@ -36,8 +36,20 @@ PARSE = textwrap.dedent("""
     from airflow.dag_processing.dagbag import DagBag
     bag = DagBag(dag_folder=sys.argv[1])
     heavy = sorted(m for m in sys.argv[2].split(",") if m in sys.modules)
+    def assets(d):
+        condition = getattr(d.timetable, "asset_condition", None)
+        names, todo = [], [condition] if condition is not None else []
+        while todo:
+            item = todo.pop()
+            if hasattr(item, "objects"):
+                todo += list(item.objects)
+            else:
+                names.append(item.name)
+        return sorted(names)
     dags = {d.dag_id: {"tags": sorted(d.tags), "catchup": d.catchup, "tasks": sorted(d.task_ids),
-                       "retries": min(t.retries for t in d.tasks), "timetable": type(d.timetable).__name__}
+                       "retries": min(t.retries for t in d.tasks), "timetable": type(d.timetable).__name__,
+                       "assets": assets(d),
+                       "outlets": {t.task_id: sorted(o.name for o in t.outlets) for t in d.tasks if t.outlets}}
             for d in bag.dags.values()}
     print(json.dumps({"errors": bag.import_errors, "dags": dags, "heavy": heavy}))
 """)
@@ -106,6 +118,20 @@ def test_dataops_daily_is_a_daily_interval_with_retries_and_catchup(parsed: dict
         "materialize",
     } <= set(dag["tasks"])
     assert "replay_batch" in parsed["dags"]
+
+
+@pytest.mark.airflow
+def test_monitor_is_daily_and_its_retrain_request_schedules_training(parsed: dict) -> None:
+    dag = parsed["dags"]["monitor"]
+    assert dag["timetable"] == "CronDataIntervalTimetable" and dag["catchup"] is True
+    assert dag["retries"] >= 2 and "monitoring" in dag["tags"]
+    assert set(dag["tasks"]) == {"monitor", "retrain_requested", "request_retrain"}
+    # Only the task behind the short circuit emits the request; training follows it.
+    assert dag["outlets"] == {"request_retrain": ["credit_risk_retrain_request"]}
+    assert parsed["dags"]["train"]["assets"] == [
+        "credit_risk_features",
+        "credit_risk_retrain_request",
+    ]
 
 
 @pytest.mark.airflow

@@ -473,6 +473,23 @@ def promote(
 
 @app.command()
 @entry
+def monitor(
+    ds: Annotated[str, typer.Option(help="the day to monitor, YYYY-MM-DD")],
+) -> None:
+    """Drift, late rate, live quality, skew and freshness for a day; alerts; a guarded retrain request."""
+    from kaizen.runtime import Runtime
+    from kaizen.stages.monitor import monitor as run
+
+    result = run(ds, Runtime())
+    details = result.details
+    typer.echo(f"report: {details['report']}")
+    typer.echo("breaches: " + (", ".join(details["breaches"]) or "none"))
+    retrain = details["retrain"]
+    typer.echo(f"retrain requested: {retrain['requested']} ({retrain.get('why', '')})")
+
+
+@app.command()
+@entry
 def ledger(
     last: Annotated[int, typer.Option(help="show only the last N moves (0: all)")] = 0,
 ) -> None:

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = "us-east-1"
 
+    # Monitoring alerts: POSTed as JSON to this webhook (a secret: Slack-style URLs carry a
+    # token); empty means alerts go to the log only.
+    alert_webhook_url: SecretStr | None = None
+    alert_webhook_timeout_s: float = Field(default=3.0, gt=0, le=60)
+
     # Logs.
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

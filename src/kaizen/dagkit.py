@@ -21,6 +21,8 @@ START_DATE = pendulum.parse(os.environ.get("KAIZEN_DAG_START_DATE", "2026-01-01"
 
 # Emitted once per materialized interval (its date in the event's extra); training follows it.
 FEATURES_ASSET_NAME = "credit_risk_features"
+# Emitted by the monitor when an actionable breach on clean data asks for a new model.
+RETRAIN_ASSET_NAME = "credit_risk_retrain_request"
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "kaizen",
@@ -60,6 +62,16 @@ def run_stage(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, An
         if getattr(exc, "exit_code", 2) == 3:  # another writer holds the partition: retry
             raise
         raise AirflowFailException(str(exc)) from None
+
+
+def triggering_events(context: Any, asset_name: str) -> list[Any]:
+    """The asset events of `asset_name` that triggered this run (none for other runs)."""
+    events = context.get("triggering_asset_events") or {}
+    found: list[Any] = []
+    for asset in events:
+        if getattr(asset, "name", None) == asset_name:
+            found += list(events[asset])
+    return found
 
 
 def interval_ds(context: Any) -> str:

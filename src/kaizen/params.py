@@ -204,6 +204,47 @@ class ServeParams(_Section):
         return self
 
 
+class MonitorParams(_Section):
+    """The monitor: windows, drift and business thresholds, alerts and the retrain guard."""
+
+    current_window_days: Days  # the days compared with the champion's reference
+    history_days: Days  # how many past daily runs the report's trend plots show
+    min_rows: Annotated[int, Field(ge=10)]  # fewer current rows than this: drift is not judged
+    psi_threshold: Annotated[float, Field(gt=0, le=10)]  # a feature drifts when PSI exceeds this
+    p_value: Annotated[
+        float, Field(gt=0, lt=1)
+    ]  # ... and its KS / chi-squared p-value is below this
+    drift_share: Rate  # drift breach: more than this share of the model's inputs drift
+    prediction_psi_threshold: Annotated[
+        float, Field(gt=0, le=10)
+    ]  # served scores vs holdout scores
+    late_rate_alert: Rate  # business breach: the late rate reaches this
+    late_rate_window_days: Days  # invoices whose label became final in these days
+    late_rate_min_labels: Annotated[int, Field(ge=1)]  # fewer final labels: not judged
+    quality_min_labelled: Annotated[int, Field(ge=1)]  # labelled predictions to score a version
+    skew_tolerance: Annotated[float, Field(ge=0)]  # relative difference still counted as equal
+    skew_alert: Rate  # skew breach: a feature mismatches on more than this share of requests
+    freshness_slo_days: dict[
+        str, Annotated[int, Field(ge=0, le=365)]
+    ]  # per view: newest day >= ds - N
+    retrain_cooldown_days: Annotated[
+        int, Field(ge=0, le=365)
+    ]  # at most one retrain request per N days
+
+    @model_validator(mode="after")
+    def _every_view_has_an_slo(self) -> MonitorParams:
+        from kaizen.transforms.views import VIEWS
+
+        missing = [v for v in VIEWS if v not in self.freshness_slo_days]
+        unknown = [v for v in self.freshness_slo_days if v not in VIEWS]
+        if missing or unknown:
+            raise ValueError(
+                f"monitor.freshness_slo_days must name exactly the feature views {list(VIEWS)}"
+                f" (missing {missing}, unknown {unknown})"
+            )
+        return self
+
+
 class Params(_Section):
     simulate: SimulateParams
     ingest: IngestParams
@@ -216,6 +257,7 @@ class Params(_Section):
     register_: RegisterParams = Field(alias="register")
     promote: PromoteParams
     serve: ServeParams
+    monitor: MonitorParams
 
     @model_validator(mode="after")
     def _shock_inside_world(self) -> Params:
