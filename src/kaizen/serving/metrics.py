@@ -29,13 +29,13 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 def _in_process_values() -> Iterator[None]:
     """Importing Feast sets PROMETHEUS_MULTIPROC_DIR (feast/metrics.py, for its own Gunicorn
     workers), which would put every metric created afterwards in mmap files of a temp dir
-    shared by unrelated instances. These metrics belong to this process and this app only."""
-    saved = values.ValueClass
+    shared by unrelated instances. These metrics belong to this process and this app only.
+
+    Not restored on exit: a labelled child (`.labels(...)`) is created at its first use, long
+    after construction, and must get an in-process value too. Feast's multiprocess mode only
+    matters in its own server's workers, which never run in a process that serves these."""
     values.ValueClass = values.MutexValue
-    try:
-        yield
-    finally:
-        values.ValueClass = saved
+    yield
 
 
 class ServingMetrics:
