@@ -36,24 +36,16 @@ def configure(settings: Settings) -> str:
         raise ConfigError(
             "the stack profile's DVC remote needs KAIZEN_S3_ENDPOINT_URL, KAIZEN_S3_ACCESS_KEY_ID and KAIZEN_S3_SECRET_ACCESS_KEY"
         )
-    _dvc(home, "remote", "modify", "--local", "s3", "endpointurl", settings.s3_endpoint_url)
-    _dvc(
-        home,
-        "remote",
-        "modify",
-        "--local",
-        "s3",
-        "access_key_id",
-        settings.s3_access_key_id.get_secret_value(),
-    )
-    _dvc(
-        home,
-        "remote",
-        "modify",
-        "--local",
-        "s3",
-        "secret_access_key",
-        settings.s3_secret_access_key.get_secret_value(),
-    )
-    _dvc(home, "remote", "default", "--local", "s3")
+    # Through DVC's own config API, not `dvc remote modify`: a secret on a command line is
+    # visible to every user of the machine, and one starting with "-" reads as an option.
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(home / ".dvc"))
+    with config.edit("local") as local:
+        remote = local["remote"].setdefault("s3", {})
+        remote["endpointurl"] = settings.s3_endpoint_url
+        remote["access_key_id"] = settings.s3_access_key_id.get_secret_value()
+        remote["secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
+        local["core"]["remote"] = "s3"
+    (home / ".dvc" / "config.local").chmod(0o600)  # it holds the S3 secret
     return "s3"
