@@ -194,7 +194,13 @@ def _clone(tmp_path: Path, labelled_world: Path) -> tuple[Path, dict[str, str]]:
     shutil.copytree(labelled_world / "lake", clone / "data" / "lake")
     params = clone / "params.yaml"
     params.write_text(params.read_text().replace("holdout_days: 7 ", "holdout_days: 5 "))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAIZEN_", "AIRFLOW_"))}
+    # A fresh clone in a clean shell: MLflow exports MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI
+    # when a test in this process sets them, and children would inherit another test's stores.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KAIZEN_", "AIRFLOW_", "MLFLOW_", "FEAST_"))
+    }
     env.update(
         {
             "KAIZEN_HOME": str(clone),
@@ -253,6 +259,7 @@ def test_dvc_repro_from_a_fresh_clone_through_the_train_dag(
     script = (
         "import mlflow,json;from mlflow.tracking import MlflowClient;"
         f"mlflow.set_tracking_uri('sqlite:///{clone}/.kaizen/mlflow/mlflow.db');"
+        f"mlflow.set_registry_uri('sqlite:///{clone}/.kaizen/mlflow/mlflow.db');"
         f"print(json.dumps(MlflowClient().get_model_version('credit_risk','{registered['version']}').tags))"
     )
     tags = json.loads(
