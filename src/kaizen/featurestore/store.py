@@ -28,11 +28,9 @@ from kaizen.logs import get_logger
 from kaizen.postgres import ensure_database
 
 log = get_logger(__name__)
-# Feast warns on every retrieval that on-demand views are "experimental"; we rely on them by
+# Feast warns on every apply that on-demand views are "experimental"; we rely on them by
 # design (feature_repo/on_demand.py), and the repeat drowns the task logs.
-warnings.filterwarnings(
-    "ignore", message="On demand feature view is an experimental feature", category=RuntimeWarning
-)
+EXPERIMENTAL_ODFV = "On demand feature view is an experimental feature"
 ONLINE_STORES = {
     "sqlite": "kaizen.featurestore.online_stores.MonotonicSqliteOnlineStore",
     "redis": "kaizen.featurestore.online_stores.MonotonicRedisOnlineStore",
@@ -135,7 +133,10 @@ def apply(settings: Settings) -> dict[str, int]:
     repo = Path(settings.feast_repo).resolve()
     with _apply_lock(settings), _in_repo(repo):
         config = load_repo_config(repo, repo / "feature_store.yaml")
-        apply_total(config, repo, skip_source_validation=True)
+        # Scoped: Airflow's task runner installs its own filters after our imports.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=EXPERIMENTAL_ODFV, category=RuntimeWarning)
+            apply_total(config, repo, skip_source_validation=True)
     _open.cache_clear()
     store = open_store(settings, require_applied=False)
     counts = {
