@@ -12,6 +12,7 @@ import json
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,6 +29,24 @@ REQUIREMENTS = ("scikit-learn", "skops", "numpy", "pandas", "scipy")
 
 def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+
+
+def _training_run(client: Any, run_id: str) -> str | None:
+    """The training run to register from, or None when this MLflow store does not have it:
+    `dvc repro` restored the model from DVC's run cache after the store was reset (e.g.
+    `make clean`), so the version is logged from a new run that names the original."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+        return run_id
+    except MlflowException:
+        log.warning(
+            "training run %s is not in this MLflow store (the model came from DVC's run "
+            "cache); registering it from a new run",
+            run_id,
+        )
+        return None
 
 
 def register(
@@ -63,9 +82,16 @@ def register(
         inputs = model_inputs(frame).all
         example = frame[inputs].tail(5)
         signature = infer_signature(example, model.predict_proba(example)[:, 1])
-        tracking.configure(rt.settings, p.experiment)
+        experiment = tracking.configure(rt.settings, p.experiment)
         client = MlflowClient()
-        with mlflow.start_run(run_id=run["run_id"]):
+        run_id = _training_run(client, run["run_id"])
+        with mlflow.start_run(
+            run_id=run_id,
+            experiment_id=None if run_id else experiment.experiment_id,
+            run_name=None if run_id else "registered from DVC's cache",
+        ) as active:
+            if run_id is None:
+                mlflow.set_tag("kaizen.training_run", run["run_id"])
             logged = mlflow.sklearn.log_model(
                 model,
                 name="model",
@@ -91,7 +117,7 @@ def register(
             "name": p.model_name,
             "version": number,
             "alias": p.candidate_alias,
-            "run_id": run["run_id"],
+            "run_id": active.info.run_id,
             "model_uri": f"models:/{p.model_name}/{number}",
         }
         out.parent.mkdir(parents=True, exist_ok=True)
