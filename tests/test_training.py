@@ -140,6 +140,18 @@ def test_register_carries_the_release_manifest_and_loads_in_a_fresh_process(
     assert proc.returncode == 0, proc.stderr[-2000:]
     scores = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(scores) == 4 and all(0 < s < 1 for s in scores)
+    # The MLflow store was reset but DVC's run cache gave the model back: a new run registers
+    # it and names the training run it came from.
+    reset = rt.settings.model_copy(update={"runtime_dir": trained["model"].parent / "reset"})
+    elsewhere = Runtime(reset)
+    elsewhere.__dict__["params"] = rt.params
+    again = register(
+        trained["ts"], trained["model"], trained["eval"], trained["model"].parent / "again.json",
+        elsewhere,
+    )  # fmt: skip
+    assert again.details["run_id"] != result.details["run_id"]
+    restored = client(elsewhere).get_run(again.details["run_id"])
+    assert restored.data.tags["kaizen.training_run"] == result.details["run_id"]
 
 
 def _backend(rt: Runtime) -> str:
