@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 from typing import Any
 
 import pandas as pd
 
 from kaizen.logs import get_logger
 from kaizen.model import metrics
+from kaizen.monitoring.predictions import logged_features
 from kaizen.params import PromoteParams
 from kaizen.promotion import checks, ledger
 from kaizen.promotion.models import Version, by_alias, load, manifest
@@ -85,7 +85,7 @@ def _scores(
     if not missing.any():
         return scores.astype(float), 0
     rows = requests.loc[missing]
-    frame = pd.DataFrame([json.loads(f) for f in rows["features"]], index=rows.index)
+    frame = logged_features(rows)
     if frame.empty or not set(version.inputs) <= set(frame.columns):
         return scores.astype(float), 0  # served with other features: cannot be re-scored
     frame = frame[version.inputs]
