@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
@@ -36,16 +37,67 @@ class StageResult:
 
 
 @contextmanager
-def timed(result: StageResult, logger: logging.Logger) -> Iterator[StageResult]:
-    """Time the stage body and log its summary line, also when it fails."""
+def timed(
+    result: StageResult, logger: logging.Logger, rt: Any | None = None
+) -> Iterator[StageResult]:
+    """Time the stage body and log its summary line, also when it fails.
+
+    With the stage's runtime, the same figures are appended to the stage-metrics table
+    (`kaizen.stage_metrics`); recording them never fails the stage."""
+    from kaizen.logs import bound_context, run_identity
+
     start = time.perf_counter()
+    started_at = dt.datetime.now(dt.UTC)
+    error = ""
+    with bound_context(stage=result.stage):
+        try:
+            yield result
+        except BaseException as exc:
+            if result.status != "quarantined":  # a quarantine is an outcome, not a crash
+                result.status = "failed"
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            raise
+        finally:
+            result.duration_s = round(time.perf_counter() - start, 3)
+            identity = run_identity()
+            log = logger.info if result.status in ("ok", "skipped") else logger.error
+            log(
+                result.summary(),
+                extra={
+                    "stage": result.stage,
+                    "interval": result.interval,
+                    "status": result.status,
+                    "rows_in": result.rows_in,
+                    "rows_out": result.rows_out,
+                    "rows_quarantined": result.rows_quarantined,
+                    "duration_s": result.duration_s,
+                    "output": result.output,
+                },
+            )
+            if rt is not None:
+                _record(rt, result, identity, started_at, error, logger)
+
+
+def _record(
+    rt: Any,
+    result: StageResult,
+    identity: dict[str, str],
+    started_at: dt.datetime,
+    error: str,
+    logger: logging.Logger,
+) -> None:
+    from kaizen import stage_metrics
+
+    row = {
+        **identity,
+        **{k: v for k, v in result.to_dict().items() if k != "details"},
+        "output": str(result.output),
+        "error": error,
+        "started_at": started_at,
+        "ended_at": dt.datetime.now(dt.UTC),
+    }
     try:
-        yield result
-    except Exception:
-        if result.status != "quarantined":  # a quarantine is an outcome, not a crash
-            result.status = "failed"
-        raise
-    finally:
-        result.duration_s = round(time.perf_counter() - start, 3)
-        log = logger.info if result.status in ("ok", "skipped") else logger.error
-        log(result.summary(), extra={"stage": result.stage, "interval": result.interval})
+        settings = rt.settings
+        stage_metrics.append(settings.lake_root, row, settings.storage_options(settings.lake_root))
+    except Exception as exc:  # the figures are in the summary line; the stage's work stands
+        logger.warning("could not record %s's metrics row: %s", result.stage, exc)
