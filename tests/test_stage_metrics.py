@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import small_world
+from conftest import make_settings, small_world
 
 from kaizen import stage_metrics
 from kaizen.errors import BatchQuarantined, KaizenError
@@ -133,3 +133,25 @@ def test_last_good_is_per_dag_then_per_stage(tmp_path: Path) -> None:
         ["dag dataops_daily", "2026-01-03"],
         ["stage train", "model"],
     ]
+
+
+def test_promotion_steps_get_the_same_summary_and_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kaizen.errors import InputError
+    from kaizen.promotion.production import production
+    from kaizen.promotion.staging import staging
+    from kaizen.stages.result import run_step
+
+    rt = Runtime(make_settings(tmp_path))  # its own MLflow store: an empty registry
+    caplog.set_level(logging.INFO)
+    decision = run_step("promote_production", "challenger -> champion", rt, production, rt)
+    with pytest.raises(InputError, match="no model version at @candidate"):
+        run_step("promote_staging", "candidate -> challenger", rt, staging, rt)
+    [line] = summaries(caplog, "promote_production")
+    assert f"-> {decision.id} ({decision.verdict})" in line.msg
+    runs = stage_metrics.read_settings(rt.settings).set_index("stage")
+    assert runs.loc["promote_production", "status"] == "ok"
+    assert runs.loc["promote_production", "output"] == f"{decision.id} ({decision.verdict})"
+    assert runs.loc["promote_staging", "status"] == "failed"
+    assert runs.loc["promote_staging", "error"].startswith("InputError: no model version")

@@ -453,17 +453,22 @@ def promote(
 ) -> None:
     """Run a promotion gate and move the aliases by its verdict (every move is in the ledger)."""
     from kaizen.errors import InputError
+    from kaizen.logs import bound_context
     from kaizen.runtime import Runtime
+    from kaizen.stages.result import run_step
 
     rt = Runtime()
     if stage == "staging":
         from kaizen.promotion.staging import staging
 
-        decision = staging(rt, candidate=version)
+        with bound_context(model_version=version):
+            decision = run_step(
+                "promote_staging", "candidate -> challenger", rt, staging, rt, candidate=version
+            )
     elif stage == "production":
         from kaizen.promotion.production import production
 
-        decision = production(rt)
+        decision = run_step("promote_production", "challenger -> champion", rt, production, rt)
     else:
         raise InputError(f"unknown stage {stage!r}: use staging or production")
     typer.echo(f"{decision.id}: {decision.verdict}")
@@ -508,8 +513,10 @@ def rollback() -> None:
     """Restore the previous champion (and make sure its feature service is in the registry)."""
     from kaizen.promotion.rollback import rollback as run
     from kaizen.runtime import Runtime
+    from kaizen.stages.result import run_step
 
-    event = run(Runtime())
+    rt = Runtime()
+    event = run_step("rollback", "champion -> previous champion", rt, run, rt)
     typer.echo(f"champion is v{event['version']} again (ledger #{event['seq']}): {event['reason']}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -101,3 +101,21 @@ def _record(
         stage_metrics.append(settings.lake_root, row, settings.storage_options(settings.lake_root))
     except Exception as exc:  # the figures are in the summary line; the stage's work stands
         logger.warning("could not record %s's metrics row: %s", result.stage, exc)
+
+
+def run_step(
+    stage: str, interval: str, rt: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """Run a step that returns its own record (a gate decision, a ledger event) under the
+    same summary line and metrics row as a stage; the record's id is its output."""
+    result = StageResult(stage, interval)
+    with timed(result, logging.getLogger(getattr(fn, "__module__", __name__)), rt):
+        outcome = fn(*args, **kwargs)
+        record = outcome if isinstance(outcome, dict) else {}
+        seq = f"ledger #{record['seq']}" if "seq" in record else ""
+        result.output = str(getattr(outcome, "id", None) or record.get("id") or seq)
+        verdict = getattr(outcome, "verdict", None) or record.get("verdict")
+        if verdict:
+            result.details = {"verdict": verdict}
+            result.output = f"{result.output} ({verdict})"
+    return outcome
