@@ -130,3 +130,11 @@ def test_a_bad_format_or_level_falls_back_and_says_so(capsys: pytest.CaptureFixt
     assert "unknown log format 'xml', using text" in err
     assert "unknown log level 'LOUD', using INFO" in err
     assert "kaizen.fallback: still here" in err
+
+
+def test_a_registering_stage_names_its_model_version(stream: io.StringIO) -> None:
+    result = StageResult("register", "model")
+    with timed(result, logging.getLogger("kaizen.register")):
+        result.details = {"version": 4, "alias": "candidate"}
+    [summary] = lines(stream)
+    assert summary["model_version"] == "4" and summary["stage"] == "register"

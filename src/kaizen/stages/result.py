@@ -72,10 +72,16 @@ def timed(
                     "rows_quarantined": result.rows_quarantined,
                     "duration_s": result.duration_s,
                     "output": result.output,
+                    **_model_version(result),
                 },
             )
             if rt is not None:
                 _record(rt, result, identity, started_at, error, logger)
+
+
+def _model_version(result: StageResult) -> dict[str, str]:
+    version = result.details.get("version") if isinstance(result.details, dict) else None
+    return {"model_version": str(version)} if version is not None else {}
 
 
 def _record(
