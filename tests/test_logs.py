@@ -138,3 +138,17 @@ def test_a_registering_stage_names_its_model_version(stream: io.StringIO) -> Non
         result.details = {"version": 4, "alias": "candidate"}
     [summary] = lines(stream)
     assert summary["model_version"] == "4" and summary["stage"] == "register"
+
+
+def test_a_stage_failing_with_an_unprintable_error_still_reraises_it(
+    stream: io.StringIO,
+) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("cannot print")
+
+    result = StageResult("evaluate", "model")
+    with pytest.raises(Unprintable), timed(result, logging.getLogger("kaizen.evaluate")):
+        raise Unprintable
+    [summary] = lines(stream)
+    assert result.status == summary["status"] == "failed"

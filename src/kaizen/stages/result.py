@@ -44,7 +44,7 @@ def timed(
 
     With the stage's runtime, the same figures are appended to the stage-metrics table
     (`kaizen.stage_metrics`); recording them never fails the stage."""
-    from kaizen.logs import bound_context, run_identity
+    from kaizen.logs import bound_context
 
     start = time.perf_counter()
     started_at = dt.datetime.now(dt.UTC)
@@ -55,28 +55,51 @@ def timed(
         except BaseException as exc:
             if result.status != "quarantined":  # a quarantine is an outcome, not a crash
                 result.status = "failed"
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            error = _one_line(exc)
             raise
         finally:
             result.duration_s = round(time.perf_counter() - start, 3)
-            identity = run_identity()
-            log = logger.info if result.status in ("ok", "skipped") else logger.error
-            log(
-                result.summary(),
-                extra={
-                    "stage": result.stage,
-                    "interval": result.interval,
-                    "status": result.status,
-                    "rows_in": result.rows_in,
-                    "rows_out": result.rows_out,
-                    "rows_quarantined": result.rows_quarantined,
-                    "duration_s": result.duration_s,
-                    "output": result.output,
-                    **_model_version(result),
-                },
-            )
-            if rt is not None:
-                _record(rt, result, identity, started_at, error, logger)
+            try:
+                _finish(result, logger, rt, started_at, error)
+            except Exception:  # reporting on a stage must never replace its own outcome
+                logging.getLogger(__name__).debug("stage summary failed", exc_info=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception:  # an exception whose __str__ raises
+        text = []
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _finish(
+    result: StageResult,
+    logger: logging.Logger,
+    rt: Any | None,
+    started_at: dt.datetime,
+    error: str,
+) -> None:
+    from kaizen.logs import run_identity
+
+    identity = run_identity()
+    log = logger.info if result.status in ("ok", "skipped") else logger.error
+    log(
+        result.summary(),
+        extra={
+            "stage": result.stage,
+            "interval": result.interval,
+            "status": result.status,
+            "rows_in": result.rows_in,
+            "rows_out": result.rows_out,
+            "rows_quarantined": result.rows_quarantined,
+            "duration_s": result.duration_s,
+            "output": result.output,
+            **_model_version(result),
+        },
+    )
+    if rt is not None:
+        _record(rt, result, identity, started_at, error, logger)
 
 
 def _model_version(result: StageResult) -> dict[str, str]:
