@@ -136,6 +136,7 @@ def test_each_part_that_is_down_says_unreachable(
     try:
         result = CliRunner().invoke(app, ["status", "--pipeline"])
         bad_day = CliRunner().invoke(app, ["status", "--pipeline", "--as-of", "yesterday"])
+        both = CliRunner().invoke(app, ["status", "--json"])
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0 and "Traceback" not in result.output
@@ -146,6 +147,10 @@ def test_each_part_that_is_down_says_unreachable(
     assert "== quarantined batches waiting for replay ==\n  none" in result.output
     assert bad_day.exit_code != 0 and "invalid date 'yesterday'" in bad_day.output
     assert all(line.strip() for line in lines)  # `make status` readers split every line
+    assert both.exit_code == 1  # nothing of the platform runs: make status's meaning holds
+    report = json.loads(both.output)
+    assert report["platform"]["healthy"] is False and report["platform"]["supervisor_pid"] is None
+    assert "unreachable" in report["pipeline"]["models"]
 
 
 def test_last_good_reads_airflow_metadata(tmp_path: Path) -> None:
