@@ -155,3 +155,16 @@ def test_promotion_steps_get_the_same_summary_and_row(
     assert runs.loc["promote_production", "output"] == f"{decision.id} ({decision.verdict})"
     assert runs.loc["promote_staging", "status"] == "failed"
     assert runs.loc["promote_staging", "error"].startswith("InputError: no model version")
+
+
+def test_the_table_works_on_an_object_store(s3_settings: object) -> None:
+    settings = s3_settings
+    for interval in ("2026-01-01", "2026-01-01"):  # a rerun: a second row, not a replacement
+        stage_metrics.append(
+            settings.lake_root,
+            {"stage": "featurize", "interval": interval, "status": "ok", "rows_out": 7},
+            settings.storage_options(settings.lake_root),
+        )
+    runs = stage_metrics.read_settings(settings)
+    assert len(runs) == 2 and runs["attempt_id"].nunique() == 2
+    assert set(runs["rows_out"]) == {7}
