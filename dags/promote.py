@@ -37,14 +37,20 @@ def promote() -> None:
     @task
     def promote_staging() -> dict:
         from kaizen.promotion.staging import staging
+        from kaizen.stages.result import run_step
 
-        return run_stage(staging, runtime())
+        rt = runtime()
+        return run_stage(run_step, "promote_staging", "candidate -> challenger", rt, staging, rt)
 
     @task(trigger_rule="none_failed")
     def promote_production() -> dict:
         from kaizen.promotion.production import production
+        from kaizen.stages.result import run_step
 
-        return run_stage(production, runtime())
+        rt = runtime()
+        return run_stage(
+            run_step, "promote_production", "challenger -> champion", rt, production, rt
+        )
 
     has_candidate() >> promote_staging() >> promote_production()
 

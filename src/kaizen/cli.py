@@ -453,17 +453,22 @@ def promote(
 ) -> None:
     """Run a promotion gate and move the aliases by its verdict (every move is in the ledger)."""
     from kaizen.errors import InputError
+    from kaizen.logs import bound_context
     from kaizen.runtime import Runtime
+    from kaizen.stages.result import run_step
 
     rt = Runtime()
     if stage == "staging":
         from kaizen.promotion.staging import staging
 
-        decision = staging(rt, candidate=version)
+        with bound_context(model_version=version):
+            decision = run_step(
+                "promote_staging", "candidate -> challenger", rt, staging, rt, candidate=version
+            )
     elif stage == "production":
         from kaizen.promotion.production import production
 
-        decision = production(rt)
+        decision = run_step("promote_production", "challenger -> champion", rt, production, rt)
     else:
         raise InputError(f"unknown stage {stage!r}: use staging or production")
     typer.echo(f"{decision.id}: {decision.verdict}")
@@ -508,8 +513,10 @@ def rollback() -> None:
     """Restore the previous champion (and make sure its feature service is in the registry)."""
     from kaizen.promotion.rollback import rollback as run
     from kaizen.runtime import Runtime
+    from kaizen.stages.result import run_step
 
-    event = run(Runtime())
+    rt = Runtime()
+    event = run_step("rollback", "champion -> previous champion", rt, run, rt)
     typer.echo(f"champion is v{event['version']} again (ledger #{event['seq']}): {event['reason']}")
 
 
@@ -577,12 +584,57 @@ def down() -> None:
 
 @app.command()
 @entry
-def status() -> None:
-    """Each component's process and health; exit 0 only when all are healthy."""
-    from kaizen.config import get_settings
-    from kaizen.platform.supervisor import status as run
+def status(
+    platform: Annotated[
+        bool, typer.Option("--platform", help="only each component's process and health")
+    ] = False,
+    pipeline: Annotated[
+        bool,
+        typer.Option(
+            "--pipeline",
+            help="only the pipeline: last good intervals, quarantine, models, drift, freshness",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document for machines")] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="judge freshness on this day (YYYY-MM-DD); default today (UTC)"),
+    ] = None,
+) -> None:
+    """Platform health and pipeline state at a glance; exit 0 only when the platform is healthy
+    (with --pipeline alone, 0 whenever the report could be printed)."""
+    import json
 
-    if not run(get_settings(), echo=typer.echo):
+    from kaizen.config import get_settings
+    from kaizen.interval import parse_ds
+
+    settings = get_settings()
+    day = dt.date.fromisoformat(parse_ds(as_of)) if as_of else dt.datetime.now(dt.UTC).date()
+    show_platform, show_pipeline = (platform or not pipeline), (pipeline or not platform)
+    healthy, payload = True, {}
+    if show_platform:
+        if as_json:
+            from kaizen.platform.supervisor import health_report
+
+            payload["platform"] = health_report(settings)
+            healthy = payload["platform"]["healthy"]
+        else:
+            from kaizen.platform.supervisor import status as run
+
+            healthy = run(settings, echo=typer.echo)
+    if show_pipeline:
+        from kaizen.pipeline_status import collect, render
+        from kaizen.runtime import Runtime
+
+        report = collect(Runtime(settings), day)
+        if as_json:
+            payload["pipeline"] = report
+        else:
+            for line in render(report):
+                typer.echo(line)
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    if not healthy:
         raise typer.Exit(1)
 
 

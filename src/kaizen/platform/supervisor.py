@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 from pydantic import SecretStr
@@ -135,6 +136,18 @@ def status(settings: Settings, echo: Echo) -> bool:
     rows, sup = _probe(settings, layout)
     echo(render(rows, sup))
     return sup is not None and all(r.healthy for r in rows)
+
+
+def health_report(settings: Settings) -> dict[str, Any]:
+    """The status table as data, for `kaizen status --json`."""
+    rows, sup = _probe(settings, Layout.from_settings(settings))
+    return {
+        "healthy": sup is not None and all(r.healthy for r in rows),
+        "supervisor_pid": sup,
+        "components": [
+            {"name": r.name, "pid": r.pid, "healthy": r.healthy, "detail": r.detail} for r in rows
+        ],
+    }
 
 
 def _probe(settings: Settings, layout: Layout) -> tuple[list[Health], int | None]:

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from kaizen.logs import get_logger
+from kaizen.logs import bound_context, get_logger
 from kaizen.runtime import Runtime
 from kaizen.serving.auth import OPEN_PATHS, BearerAuth, require_token
 from kaizen.serving.deployment import AliasRefresher, load_served, resolve_alias
@@ -160,7 +160,8 @@ def build_app(predictor: Predictor, token: str) -> Any:
     # predict_proba are blocking calls).
     @app.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest) -> dict[str, Any]:
-        (result,) = predictor.predict([body], endpoint="predict")
+        with bound_context(entity=body.customer_id):  # on every log line this request makes
+            (result,) = predictor.predict([body], endpoint="predict")
         return result.as_response()
 
     @app.post("/predict/batch", response_model=BatchResponse)

@@ -167,7 +167,9 @@ class Predictor:
             except Exception as exc:
                 self.metrics.errors.labels(f"model_{role}").inc()
                 error = f"model {model.number} failed: {type(exc).__name__}: {_first_line(exc)}"
-                log.error("%s (%d row(s), %s)", error, len(rows), role)
+                log.error(
+                    "%s (%d row(s), %s)", error, len(rows), role, extra={"model_version": key[1]}
+                )
                 for i in rows:
                     results[(i, role)] = (None, error)
         latency_ms = (time.perf_counter() - started) * 1000

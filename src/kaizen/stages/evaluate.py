@@ -111,7 +111,7 @@ def evaluate(
     p = rt.params.evaluate
     result = StageResult("evaluate", str(model_dir))
     with (
-        timed(result, log),
+        timed(result, log, rt),
         threadpool_limits(limits=1),
     ):  # many small predictions: threads only wait
         model = serialization.load(model_dir)

@@ -88,7 +88,7 @@ def featurize(ds: str, rt: Runtime | None = None, engine: str | None = None) -> 
     ds = parse_ds(ds)
     engine = engine or rt.settings.engine or "pandas"
     result = StageResult("featurize", ds)
-    with timed(result, log):
+    with timed(result, log, rt):
         for source in SOURCES:
             if not rt.lake.exists(Partition("silver", source, ds)):
                 held = rt.lake.exists(Partition("quarantine", source, ds))

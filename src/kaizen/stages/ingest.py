@@ -170,7 +170,7 @@ def ingest(source: str, ds: str, rt: Runtime | None = None) -> StageResult:
     spec = rt.catalog.get(source)
     part = Partition("bronze", spec.name, ds)
     result = StageResult("ingest", f"{source} {ds}")
-    with timed(result, log):
+    with timed(result, log, rt):
         url = rt.raw_url(source, ds)
         try:
             data = read_raw(url, rt.settings.storage_options(url))

@@ -45,7 +45,7 @@ def materialize(start: str, end: str, rt: Runtime | None = None) -> StageResult:
     fs = rt.params.feature_store
     days = interval_days(start, end, fs.materialize_overlap_days)
     result = StageResult("materialize", f"[{parse_ds(start)}, {parse_ds(end)})")
-    with timed(result, log):
+    with timed(result, log, rt):
         store = open_store(rt.settings)
         loaded, missing = [], []
         # Newest day first: a customer's newest row in the interval is the one the store must

@@ -136,7 +136,7 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
     ds = parse_ds(ds)
     p, aliases_p = rt.params.monitor, rt.params.promote
     result = StageResult("monitor", ds)
-    with timed(result, log):
+    with timed(result, log, rt):
         days = window_days(ds, p.current_window_days)
         champion = version_at(rt, aliases_p.champion_alias)
         challenger = version_at(rt, aliases_p.challenger_alias)

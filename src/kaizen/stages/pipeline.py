@@ -33,7 +33,7 @@ def repro(rt: Runtime | None = None, airflow_run: str = "") -> StageResult:
     if airflow_run:
         env["KAIZEN_AIRFLOW_RUN"] = airflow_run
     result = StageResult("repro", "dvc.yaml")
-    with timed(result, log):
+    with timed(result, log, rt):
         before = (home / REGISTERED).read_text() if (home / REGISTERED).exists() else ""
         proc = subprocess.Popen(
             [str(Path(bin_dir) / "dvc"), "--wait-for-lock", "repro"],

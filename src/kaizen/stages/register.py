@@ -71,7 +71,7 @@ def register(
     )
     p = rt.params.register_
     result = StageResult("register", str(model_dir))
-    with timed(result, log):
+    with timed(result, log, rt):
         model = serialization.load(model_dir)
         trusted = json.loads((model_dir / "trusted_types.json").read_text())
         run = json.loads((model_dir / "run.json").read_text())

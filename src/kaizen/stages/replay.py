@@ -20,7 +20,7 @@ from kaizen.lake import Partition, lineage
 from kaizen.logs import get_logger
 from kaizen.runtime import Runtime
 from kaizen.stages.ingest import ingest
-from kaizen.stages.result import StageResult
+from kaizen.stages.result import StageResult, timed
 from kaizen.stages.validate import validate
 
 log = get_logger(__name__)
@@ -40,37 +40,43 @@ def replay(
 ) -> StageResult:
     rt = rt or Runtime()
     ds = parse_ds(ds)
-    spec = rt.catalog.get(source)
-    held = Partition("quarantine", spec.name, ds)
-    manifest = rt.lake.manifest(held)
-    if manifest is None:
-        if rt.lake.exists(Partition("silver", spec.name, ds)):
-            log.info("replay %s %s: nothing in quarantine, silver already published", source, ds)
-            return StageResult(
-                "replay",
-                f"{source} {ds}",
-                status="skipped",
-                output=rt.lake.url(Partition("silver", spec.name, ds)),
-            )
-        raise InputError(
-            f"nothing to replay for {source} {ds}: no quarantined batch and no silver partition"
-        )
-    raw_sum = _raw_checksum(rt, spec.name, ds)
-    if raw_sum is not None and raw_sum != manifest.get("source_sha256"):
-        log.info(
-            "replay %s %s: the raw drop changed since it was quarantined; re-ingesting", source, ds
-        )
-        ingest(spec.name, ds, rt)
-    else:
-        if manifest.get("validation", {}).get("suite") == "file checks":
+    result = StageResult("replay", f"{source} {ds}")
+    with timed(result, log, rt):
+        spec = rt.catalog.get(source)
+        held = Partition("quarantine", spec.name, ds)
+        manifest = rt.lake.manifest(held)
+        if manifest is None:
+            if rt.lake.exists(Partition("silver", spec.name, ds)):
+                log.info(
+                    "replay %s %s: nothing in quarantine, silver already published", source, ds
+                )
+                result.status = "skipped"
+                result.output = rt.lake.url(Partition("silver", spec.name, ds))
+                return result
             raise InputError(
-                f"{source} {ds} could not be parsed and its raw file is unchanged: land a corrected file first"
+                f"nothing to replay for {source} {ds}: no quarantined batch and no silver partition"
             )
-        log.info(
-            "replay %s %s: re-validating the quarantined rows under the current suite", source, ds
-        )
-        meta = lineage(manifest, drop=("validation", "rows_landed"))
-        rt.lake.write(Partition("bronze", spec.name, ds), rt.lake.read_table(held), meta=meta)
-    result = validate(spec.name, ds, rt, engine=engine)
-    result.stage = "replay"
+        raw_sum = _raw_checksum(rt, spec.name, ds)
+        if raw_sum is not None and raw_sum != manifest.get("source_sha256"):
+            log.info(
+                "replay %s %s: the raw drop changed since it was quarantined; re-ingesting",
+                source,
+                ds,
+            )
+            ingest(spec.name, ds, rt)
+        else:
+            if manifest.get("validation", {}).get("suite") == "file checks":
+                raise InputError(
+                    f"{source} {ds} could not be parsed and its raw file is unchanged: land a corrected file first"
+                )
+            log.info(
+                "replay %s %s: re-validating the quarantined rows under the current suite",
+                source,
+                ds,
+            )
+            meta = lineage(manifest, drop=("validation", "rows_landed"))
+            rt.lake.write(Partition("bronze", spec.name, ds), rt.lake.read_table(held), meta=meta)
+        checked = validate(spec.name, ds, rt, engine=engine)
+        for name in ("status", "rows_in", "rows_out", "rows_quarantined", "output", "details"):
+            setattr(result, name, getattr(checked, name))
     return result

@@ -42,7 +42,7 @@ def train(training_set: str | Path, out: str | Path, rt: Runtime | None = None) 
     training_set, out = Path(training_set), Path(out)
     p = rt.params
     result = StageResult("train", str(training_set))
-    with timed(result, log):
+    with timed(result, log, rt):
         frame = pd.read_parquet(training_set)
         description = json.loads(training_set.with_suffix(".json").read_text())
         check_trainable(frame, p.train, "the training set")

@@ -128,7 +128,7 @@ def training_set(
     out = Path(out)
     cutoff = resolve_cutoff(rt, cutoff)
     result = StageResult("training_set", f"labels final by {cutoff}")
-    with timed(result, log):
+    with timed(result, log, rt):
         frame, info = build_training_set(rt, cutoff, start)
         out.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)

@@ -93,7 +93,7 @@ def validate(
     engine = engine or rt.settings.engine or "pandas"
     bronze = Partition("bronze", spec.name, ds)
     result = StageResult("validate", f"{source} {ds}")
-    with timed(result, log):
+    with timed(result, log, rt):
         manifest = rt.lake.manifest(bronze)
         if manifest is None:
             raise InputError(

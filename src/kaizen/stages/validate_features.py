@@ -40,7 +40,7 @@ def validate_features(ds: str, rt: Runtime | None = None, engine: str | None = N
     ds = parse_ds(ds)
     engine = engine or rt.settings.engine or "pandas"
     result = StageResult("validate_features", ds)
-    with timed(result, log):
+    with timed(result, log, rt):
         staged = {view: Partition(STAGED, view, ds) for view in VIEWS}
         missing = [v for v, part in staged.items() if not rt.lake.exists(part)]
         if missing:
