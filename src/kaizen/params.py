@@ -171,6 +171,22 @@ class ProductionParams(_Section):
         return self
 
 
+class LoadTestParams(_Section):
+    """The short locust run against the challenger before it may become champion (and the
+    defaults of `make loadtest`)."""
+
+    enabled: bool
+    users: Annotated[int, Field(ge=1, le=1000)]
+    spawn_rate: Annotated[float, Field(gt=0)]
+    duration_seconds: Annotated[int, Field(ge=1, le=3600)]
+    p99_ms: Annotated[float, Field(gt=0)]
+    health_share: Annotated[float, Field(ge=0.0, lt=1.0)]
+    wait_max_seconds: Annotated[float, Field(ge=0.0, le=60)]
+    customers: Annotated[int, Field(ge=1)]
+    startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)]
+    seed: int
+
+
 class PromoteParams(_Section):
     champion_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
     challenger_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
@@ -180,6 +196,8 @@ class PromoteParams(_Section):
     behaviour: BehaviourParams
     budget: BudgetParams
     production: ProductionParams
+    # None only in decisions recorded before the load gate existed (their replay skips it).
+    load_test: LoadTestParams | None = None
 
 
 class ServeParams(_Section):
