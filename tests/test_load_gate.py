@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from test_production_gate import _errors, _logged, _version, _world
 from test_serving import World, world  # noqa: F401  (the module-scoped registered versions)
@@ -169,3 +170,18 @@ def test_locust_figures_are_read_and_judged(tmp_path: Path) -> None:
     assert "2 of 100 requests failed" in problems[1]
     clean = LoadResult(100, 0, 40.0, 310.0, 12.5, 4, 10, "shared", None)
     assert breaches(clean, 310) == []
+
+
+def test_params_require_the_section_and_old_records_replay_without_it(tmp_path: Path) -> None:
+    from kaizen.errors import ConfigError
+    from kaizen.params import PromoteParams
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    del params["promote"]["load_test"]
+    missing = tmp_path / "params.yaml"
+    missing.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match="load_test"):
+        load_params(missing)
+    old = PromoteParams.from_record(params["promote"])  # a decision recorded before the gate
+    assert old.load_test is None
+    assert not load_gate.check({"requests": 1}, old.load_test).passed

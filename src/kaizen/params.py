@@ -184,6 +184,7 @@ class LoadTestParams(_Section):
     wait_max_seconds: Annotated[float, Field(ge=0.0, le=60)]
     customers: Annotated[int, Field(ge=1)]
     startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)]
+    warmup_requests: Annotated[int, Field(ge=0, le=10_000)]
     seed: int
 
 
@@ -196,8 +197,13 @@ class PromoteParams(_Section):
     behaviour: BehaviourParams
     budget: BudgetParams
     production: ProductionParams
-    # None only in decisions recorded before the load gate existed (their replay skips it).
-    load_test: LoadTestParams | None = None
+    load_test: LoadTestParams | None  # required; null only in records older than the gate
+
+    @classmethod
+    def from_record(cls, params: dict) -> PromoteParams:
+        """The params a decision was recorded with; records from before the load gate have
+        no `load_test`, and replay as they were judged: without one."""
+        return cls.model_validate({"load_test": None, **params})
 
 
 class ServeParams(_Section):

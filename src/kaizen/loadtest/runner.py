@@ -116,6 +116,23 @@ def read_stats(prefix: Path) -> tuple[dict[str, str], dict[str, str] | None, str
     return total, predict, first
 
 
+def warm_up(url: str, token: str, traffic: Path, requests: int) -> None:
+    """Unmeasured POST /predict calls, so lazy imports and first connections are not in p99.
+    Their outcome is not judged here: the measured run shows any failure."""
+    import json
+
+    import httpx
+
+    bodies = json.loads(traffic.read_text())[:requests]
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=auth, timeout=30, trust_env=False) as http:
+        for body in bodies:
+            try:
+                http.post("/predict", json=body)
+            except httpx.HTTPError:
+                break
+
+
 def run_locust(
     url: str,
     token: str,
@@ -129,7 +146,10 @@ def run_locust(
     """A headless locust run against `url`; its figures, or KaizenError when locust failed."""
     duration = duration_s or p.duration_seconds
     users = users or p.users
+    warm_up(url, token, traffic, p.warmup_requests)
     locust = Path(sys.executable).with_name("locust")
+    if not locust.is_file():
+        raise KaizenError(f"locust is not installed beside {sys.executable} (run `make install`)")
     with tempfile.TemporaryDirectory(prefix="kaizen-locust-") as tmp:
         prefix = Path(tmp) / "run"
         command = [
@@ -148,14 +168,17 @@ def run_locust(
             "KAIZEN_LOADTEST_WAIT_MAX": str(p.wait_max_seconds),
         }
         log.info("locust: %d users for %ds against %s; %s", users, duration, url, describe_cores)
-        done = subprocess.run(
-            pinned(command, cores),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=duration + 120,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                pinned(command, cores),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=duration + 120,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise KaizenError(f"locust did not finish a {duration}s run within 120s more") from None
         if done.returncode != 0:
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise KaizenError(f"locust exited with {done.returncode}: {tail}")

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 from pydantic import SecretStr
@@ -81,14 +82,14 @@ def pinned_api(
                     proc.wait()
 
 
-def _wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, out: object) -> None:
+def _wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, out: IO[str]) -> None:
     """Until GET /health is 200 (the version is loaded); one line why when it never is."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=url, timeout=2, trust_env=False) as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                out.seek(0)  # type: ignore[attr-defined]
-                lines = [line for line in out.read().splitlines() if line.strip()]  # type: ignore[attr-defined]
+                out.seek(0)
+                lines = [line for line in out.read().splitlines() if line.strip()]
                 raise KaizenError(
                     f"the load-test API exited with {proc.returncode}: "
                     f"{lines[-1] if lines else 'no output'}"

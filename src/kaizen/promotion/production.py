@@ -343,7 +343,7 @@ def replay(rt: Runtime, decision_id: str) -> dict[str, Any]:
             "checks": {},
         }
     evidence = pd.read_parquet(io.BytesIO(store.attachment(KIND, decision_id, "evidence.parquet")))
-    p = PromoteParams.model_validate(record["params"])
+    p = PromoteParams.from_record(record["params"])
     verdict, found = judge(
         evidence, record["errors"], p, record["baked"], record["expired"], record.get("load_test")
     )
