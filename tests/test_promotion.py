@@ -51,6 +51,8 @@ def _gate_params(rt: Runtime) -> Runtime:
             "production": p.promote.production.model_copy(
                 update={"min_labelled": 100, "min_positives": 5}
             ),
+            # This world has no online store to serve from; tests/test_load_gate.py runs it.
+            "load_test": p.promote.load_test.model_copy(update={"enabled": False}),
         }
     )
     rt.__dict__["params"] = p.model_copy(
@@ -151,6 +153,9 @@ def test_the_gates_promote_demote_and_roll_back_through_the_ledger(world: dict) 
     trained_on = set(pd.read_parquet(Path(rt.settings.lake_root).parent / "ts.parquet").invoice_id)
     assert evidence["labelled_requests"] == len(set(live.invoice_id) - trained_on)
     assert by_alias(rt, champion) == v2 and by_alias(rt, challenger) is None
+    assert judged.record["load_test"] == {
+        "skipped": "promote.load_test.enabled is false in params.yaml"
+    }
 
     # v3 fails 5% of its live predictions in shadow: demoted, the champion stays.
     assert staging(rt, candidate=v3, now=T0 + dt.timedelta(days=4)).verdict == "promote"

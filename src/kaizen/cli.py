@@ -638,6 +638,32 @@ def status(
         raise typer.Exit(1)
 
 
+@app.command()
+@entry
+def loadtest(
+    users: Annotated[
+        int | None, typer.Option(min=1, help="locust users; default promote.load_test.users")
+    ] = None,
+    duration: Annotated[
+        int | None,
+        typer.Option(min=1, help="seconds; default promote.load_test.duration_seconds"),
+    ] = None,
+) -> None:
+    """Load-test the running prediction API; exit 1 when p99 or errors breach the budget."""
+    from kaizen.config import get_settings
+    from kaizen.loadtest.runner import breaches, load_test_running_api
+    from kaizen.runtime import Runtime
+
+    rt = Runtime(get_settings())
+    result = load_test_running_api(rt, users=users, duration_s=duration)
+    typer.echo(result.summary())
+    budget = rt.params.promote.load_test.p99_ms  # type: ignore[union-attr]
+    problems = breaches(result, budget)
+    if problems:
+        _fail("load test over budget: " + "; ".join(problems), 1)
+    typer.echo(f"within budget: /predict p99 <= {budget:g} ms and no errors")
+
+
 def run() -> None:  # pragma: no cover - console entry point
     app(prog_name="kaizen")
 

@@ -171,6 +171,23 @@ class ProductionParams(_Section):
         return self
 
 
+class LoadTestParams(_Section):
+    """The short locust run against the challenger before it may become champion (and the
+    defaults of `make loadtest`)."""
+
+    enabled: bool
+    users: Annotated[int, Field(ge=1, le=1000)]
+    spawn_rate: Annotated[float, Field(gt=0)]
+    duration_seconds: Annotated[int, Field(ge=1, le=3600)]
+    p99_ms: Annotated[float, Field(gt=0)]
+    health_share: Annotated[float, Field(ge=0.0, lt=1.0)]
+    wait_max_seconds: Annotated[float, Field(ge=0.0, le=60)]
+    customers: Annotated[int, Field(ge=1)]
+    startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)]
+    warmup_requests: Annotated[int, Field(ge=0, le=10_000)]
+    seed: int
+
+
 class PromoteParams(_Section):
     champion_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
     challenger_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
@@ -180,6 +197,13 @@ class PromoteParams(_Section):
     behaviour: BehaviourParams
     budget: BudgetParams
     production: ProductionParams
+    load_test: LoadTestParams | None  # required; null only in records older than the gate
+
+    @classmethod
+    def from_record(cls, params: dict) -> PromoteParams:
+        """The params a decision was recorded with; records from before the load gate have
+        no `load_test`, and replay as they were judged: without one."""
+        return cls.model_validate({"load_test": None, **params})
 
 
 class ServeParams(_Section):

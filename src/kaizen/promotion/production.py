@@ -11,7 +11,9 @@ in the prediction log with the request's features. After `bake_days` the gate ju
   on the same requests, paired: a model's logged score where it scored the request, else
   the model re-scored on the features the request was served with. The challenger must not
   be worse than the champion by more than the margin (paired bootstrap CI of ROC AUC);
-* its error rate: the share of its own live predictions in the bake window that failed.
+* its error rate: the share of its own live predictions in the bake window that failed;
+* a short load test (`load_gate`), run only when every other check has passed: the challenger
+  alone in a temporary API must keep its /predict p99 within the budget with no errors.
 
 Verdicts: `promote` (challenger -> champion; the old champion is in the ledger for
 rollback), `demote` (challenger alias removed, reason recorded), `wait` (the bake period is
@@ -32,7 +34,7 @@ from kaizen.logs import get_logger
 from kaizen.model import metrics
 from kaizen.monitoring.predictions import logged_features
 from kaizen.params import PromoteParams
-from kaizen.promotion import checks, ledger
+from kaizen.promotion import checks, ledger, load_gate
 from kaizen.promotion.models import Version, by_alias, load, manifest
 from kaizen.promotion.staging import KIND, Decision
 from kaizen.records import RecordStore
@@ -139,9 +141,15 @@ def error_rates(predictions: pd.DataFrame, champion: str, challenger: str) -> di
 
 
 def judge(
-    evidence: pd.DataFrame, errors: dict[str, Any], p: PromoteParams, baked: bool, expired: bool
+    evidence: pd.DataFrame,
+    errors: dict[str, Any],
+    p: PromoteParams,
+    baked: bool,
+    expired: bool,
+    load: dict[str, Any] | None = None,
 ) -> tuple[str, list[checks.Check]]:
-    """The verdict from the evidence alone (what `replay` re-runs)."""
+    """The verdict from the evidence alone (what `replay` re-runs). `load` is the load
+    test's figures when it ran (None: not run, because another check had already failed)."""
     prod = p.production
     y = evidence[LABEL].to_numpy()
     positives = int(y.sum())
@@ -185,6 +193,8 @@ def judge(
             y, evidence["challenger"].to_numpy(), evidence["champion"].to_numpy(), live
         )
         found.append(checks.Check("live_quality", quality.passed, quality.detail, quality.values))
+    if load is not None:
+        found.append(load_gate.check(load, p.load_test))
     if not baked or not enough:
         if expired:
             return "demote", found
@@ -285,6 +295,10 @@ def production(rt: Runtime, now: dt.datetime | None = None) -> Decision:
     in_bake = predictions[predictions["ts"] >= pd.Timestamp(since)]
     errors = error_rates(in_bake, champion_number, number)
     verdict, found = judge(evidence, errors, p, baked, expired)
+    load_figures = None
+    if verdict == "promote":  # seconds of both cores: only when the load test can still decide
+        load_figures = load_gate.run(rt, number)
+        verdict, found = judge(evidence, errors, p, baked, expired, load_figures)
     y = evidence[LABEL].to_numpy()
     record = {
         **base,
@@ -298,6 +312,7 @@ def production(rt: Runtime, now: dt.datetime | None = None) -> Decision:
         },
         "baked": baked,
         "expired": expired,
+        "load_test": load_figures,
         "checks": [c.to_dict() for c in found],
         "verdict": verdict,
         "reasons": [f"{c.name}: {c.detail}" for c in found if not c.passed]
@@ -328,8 +343,10 @@ def replay(rt: Runtime, decision_id: str) -> dict[str, Any]:
             "checks": {},
         }
     evidence = pd.read_parquet(io.BytesIO(store.attachment(KIND, decision_id, "evidence.parquet")))
-    p = PromoteParams.model_validate(record["params"])
-    verdict, found = judge(evidence, record["errors"], p, record["baked"], record["expired"])
+    p = PromoteParams.from_record(record["params"])
+    verdict, found = judge(
+        evidence, record["errors"], p, record["baked"], record["expired"], record.get("load_test")
+    )
     recorded = {c["name"]: c["passed"] for c in record["checks"]}
     again = {c.name: c.passed for c in found}
     return {

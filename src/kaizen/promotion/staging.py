@@ -181,7 +181,7 @@ def replay(rt: Runtime, decision_id: str) -> dict[str, Any]:
     store = RecordStore.from_settings(rt.settings)
     record = store.get(KIND, decision_id)
     holdout = pd.read_parquet(io.BytesIO(store.attachment(KIND, decision_id, "holdout.parquet")))
-    p = PromoteParams.model_validate(record["params"])
+    p = PromoteParams.from_record(record["params"])
     new_version = load(rt, record["candidate"])
     old_version = load(rt, record["champion"]) if record.get("champion") else None
     new = new_version.score(holdout)

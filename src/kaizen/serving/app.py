@@ -41,8 +41,10 @@ def build_predictor(
     store: Any | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
     writer: Callable[[Any, list[dict[str, Any]]], list[str]] = write_rows,
+    resolve: Callable[[str], str | None] | None = None,
 ) -> Predictor:
-    """Everything a request needs, not yet started (the app's lifespan starts it)."""
+    """Everything a request needs, not yet started (the app's lifespan starts it).
+    `resolve` (alias -> version) replaces the registry's aliases, e.g. to pin one version."""
     from kaizen.featurestore.store import open_store
 
     p = rt.params
@@ -59,7 +61,7 @@ def build_predictor(
 
     refresher = AliasRefresher(
         {"champion": p.promote.champion_alias, "challenger": p.promote.challenger_alias},
-        resolve=lambda alias: resolve_alias(rt, alias),
+        resolve=resolve or (lambda alias: resolve_alias(rt, alias)),
         load=lambda number, alias: load_served(rt, number, alias),
         interval_s=p.serve.alias_refresh_seconds,
         on_swap=on_swap,
