@@ -11,6 +11,8 @@ import traceback
 from typing import Any
 
 from bench import (
+    bench_dag_parse,
+    bench_dataops_dag,
     bench_feast_materialize,
     bench_feast_online,
     bench_feast_pit,
@@ -29,6 +31,8 @@ SUITES = {
     "feast_pit": bench_feast_pit.run,
     "mlflow": bench_mlflow.run,
     "serving": bench_serving.run,
+    "dag_parse": bench_dag_parse.run,
+    "dataops_dag": bench_dataops_dag.run,
 }
 # suite -> (--quick size, full size)
 SIZES: dict[str, tuple[Any, Any]] = {
@@ -67,6 +71,17 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "serving": (
         {"customers": 2_000, "requests": 500, "warmup": 100, "seconds": 3},
         {"customers": 20_000, "requests": 3_000, "warmup": 300, "seconds": 10},
+    ),
+    # row 7: interleaved fresh-process parses per DAG file
+    "dag_parse": (3, 7),
+    # row 8: orders per day through `airflow dags test` vs the stage callables, per engine
+    "dataops_dag": (
+        {"rows_per_day": [2_000], "engines": ["pandas"], "headline": 2_000},
+        {
+            "rows_per_day": [10_000, 100_000, 1_000_000],
+            "engines": ["pandas", "spark"],
+            "headline": 100_000,
+        },
     ),
 }
 
