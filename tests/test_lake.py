@@ -42,6 +42,7 @@ def manifest_file(lake: Lake, part: Partition) -> str:
     return lake.manifest(part)["files"][0]["path"]
 
 
+@pytest.mark.faults
 def test_same_rows_same_bytes(tmp_path: Path) -> None:
     a, b = Lake(str(tmp_path / "a")), Lake(str(tmp_path / "b"))
     part = Partition("silver", "orders", "2026-01-02")
@@ -76,6 +77,7 @@ def test_partition_names_are_checked(layer: str, name: str, ds: str) -> None:
         Partition(layer, name, ds)
 
 
+@pytest.mark.faults
 def test_a_second_writer_fails_cleanly_while_the_first_holds_the_partition(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
     part = Partition("bronze", "orders", "2026-01-02")
@@ -181,6 +183,7 @@ def test_killed_writer_leaves_no_partial_partition(
     assert list((tmp_path / "bronze" / "orders" / "_staging").iterdir()) == []
 
 
+@pytest.mark.faults
 @pytest.mark.services
 def test_object_store_commit_and_lock(s3_settings) -> None:
     lake = Lake.from_settings(s3_settings)

@@ -92,14 +92,34 @@ def _open(repo: str, _environ_key: str) -> Any:
     return FeatureStore(repo_path=repo)
 
 
+APPLY_LOCK_KEY = 0x4B41495A454E  # "KAIZEN": the advisory lock every `apply` takes
+
+
 @contextlib.contextmanager
 def _apply_lock(settings: Settings) -> Iterator[None]:
-    """One `apply` at a time on this machine: a file registry is rewritten whole."""
+    """One `apply` at a time: a file registry is rewritten whole (a lock file on this
+    machine); two applies on a fresh SQL registry race to create its tables and one fails,
+    so there the lock is a PostgreSQL advisory lock, held across machines and released by
+    the server if the holder dies."""
     path = settings.feast_data_dir / ".apply.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+        if settings.feast_registry != "sql":
+            yield
+            return
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(settings.postgres_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": APPLY_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": APPLY_LOCK_KEY})
+        finally:
+            engine.dispose()
 
 
 @contextlib.contextmanager

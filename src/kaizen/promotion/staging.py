@@ -79,6 +79,17 @@ def evaluate_checks(
     """Every check from the evidence; `measured` holds what depends on the machine or the lake
     at decision time (latency, size, the data check), recorded and reused by a replay."""
     y = holdout[LABEL].to_numpy()
+    broken = int((~np.isfinite(np.asarray(new, dtype=float))).sum())
+    if broken:  # a NaN score would crash every metric: reject on that alone, with the count
+        return [
+            checks.Check(
+                "floors",
+                False,
+                f"{broken} of {len(new)} holdout scores are not finite (NaN or inf): "
+                "no metric can be computed",
+                {"non_finite_scores": broken},
+            )
+        ]
     return [
         checks.floors(metrics.score(y, new), p),
         checks.non_inferior(y, new, old, p),
