@@ -31,7 +31,14 @@ from kaizen.serving.predictor import (
     Predictor,
     utc_now,
 )
-from kaizen.serving.schemas import BatchRequest, BatchResponse, PredictRequest, PredictResponse
+from kaizen.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ExplainRequest,
+    ExplainResponse,
+    PredictRequest,
+    PredictResponse,
+)
 
 log = get_logger(__name__)
 
@@ -175,6 +182,11 @@ def build_app(predictor: Predictor, token: str) -> Any:
             )
         results = predictor.predict(body.requests, endpoint="batch")
         return {"results": [r.as_response() for r in results]}
+
+    @app.post("/explain", response_model=ExplainResponse)
+    def explain(body: ExplainRequest) -> dict[str, Any]:
+        request = PredictRequest(**body.model_dump(exclude={"top_k"}))
+        return predictor.explain(request, body.top_k or p.explain.api_top_k)
 
     @app.get("/metadata")
     def metadata() -> dict[str, Any]:
