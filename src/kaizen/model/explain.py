@@ -148,3 +148,15 @@ class ProbabilityExplainer:
             np.asarray(found.values, dtype=float),
             self._proba(matrix),
         )
+
+
+def warm_up() -> None:
+    """Import shap and compile its numba masking code on a toy problem (~15 s on two busy
+    cores, once per process), so the first POST /explain does not pay for it."""
+    import shap
+
+    background = np.zeros((2, 2))
+    explainer = shap.explainers.Permutation(
+        lambda x: x.sum(axis=1), shap.maskers.Independent(background, max_samples=2)
+    )
+    explainer(np.ones((1, 2)), max_evals=5, silent=True)

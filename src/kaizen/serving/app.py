@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -253,4 +254,15 @@ def create_app() -> Any:
     log.info(
         "prediction API ready in %.1fs: %s", time.monotonic() - started, startup_line(predictor)
     )
+    threading.Thread(target=_warm_explainer, name="explain-warm-up", daemon=True).start()
     return build_app(predictor, token)
+
+
+def _warm_explainer() -> None:
+    """Off the request path; /explain still works (slowly, once) if this fails."""
+    from kaizen.model.explain import warm_up
+
+    try:
+        warm_up()
+    except Exception as exc:
+        log.warning("explainer warm-up failed (%s: %s)", type(exc).__name__, exc)
