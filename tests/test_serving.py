@@ -73,6 +73,7 @@ def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
 
     from kaizen.model import tracking
     from kaizen.model.data import model_inputs
+    from kaizen.model.explain import log_background
     from kaizen.model.pipeline import build
     from kaizen.model.serialization import audited_trusted_types
     from kaizen.stages.register import pip_requirements
@@ -98,6 +99,7 @@ def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
             pip_requirements=pip_requirements(),
             registered_model_name=MODEL,
         )
+        log_background(frame[inputs.all].head(30))  # as `evaluate` logs it, for /explain
     number = str(logged.registered_model_version)
     client = MlflowClient()
     tags = {"feature_service": SERVICE, "feature_service_version": "1", "holdout": '{"rows":1}'}
@@ -564,3 +566,41 @@ def test_flipping_the_champion_under_traffic_fails_no_request(
     print(
         f"\n{len(seen)} requests by 8 threads, 0 failed; swap {swapped_at - moved_at:.2f}s after the move"
     )
+
+
+def test_explain_gives_the_drivers_of_the_prediction_that_would_be_served(
+    world: World, lake: Path
+) -> None:
+    rt = world.runtime(lake, production={"mode": "canary", "canary_share": 0.3})
+    world.aliases(rt, world.versions[0], world.versions[1])
+    salt = rt.params.serve.canary_salt
+    champion_id = next(i for i in range(1, 201) if canary_bucket(i, salt) >= 0.3)
+    challenger_id = next(i for i in range(1, 201) if canary_bucket(i, salt) < 0.3)
+    with client_for(world, rt) as api:
+        body = {"customer_id": champion_id, "requested_amount": 700.0}
+        assert api.post("/explain", json=body).status_code == 401
+        served = {champion_id: world.versions[0], challenger_id: world.versions[1]}
+        for customer in (champion_id, challenger_id, MISSING_ID):
+            body = {"customer_id": customer, "requested_amount": 700.0}
+            predicted = api.post("/predict", headers=AUTH, json=body).json()
+            started = time.perf_counter()
+            response = api.post("/explain", headers=AUTH, json={**body, "top_k": 100})
+            print(f"/explain {1000 * (time.perf_counter() - started):.0f} ms")
+            assert response.status_code == 200, response.text
+            out = response.json()
+            assert out["model_version"] == predicted["model_version"]
+            assert out["model_version"] == served.get(customer, world.versions[0])
+            assert out["alias"] == predicted["alias"] and out["decision"] == predicted["decision"]
+            assert out["probability"] == pytest.approx(predicted["probability"], abs=1e-12)
+            contributions = [c["contribution"] for c in out["contributions"]]
+            assert out["base_value"] + sum(contributions) == pytest.approx(
+                out["probability"],
+                abs=len(contributions) * 1e-6,  # each rounded to 1e-6
+            )
+            assert [abs(c) for c in contributions] == sorted(map(abs, contributions))[::-1]
+        top = api.post("/explain", headers=AUTH, json={**body, "top_k": 3}).json()
+        assert top["contributions"] == out["contributions"][:3]
+        default = api.post("/explain", headers=AUTH, json=body).json()
+        assert len(default["contributions"]) == rt.params.explain.api_top_k
+        bad = api.post("/explain", headers=AUTH, json={**body, "top_k": 0})
+        assert bad.status_code == 422 and bad.json()["detail"].startswith("top_k:")

@@ -118,6 +118,14 @@ class EvaluateParams(_Section):
         return self
 
 
+class ExplainParams(_Section):
+    sample_rows: Annotated[int, Field(ge=10, le=5000)]
+    background_rows: Annotated[int, Field(ge=5, le=500)]
+    examples_top_k: Annotated[int, Field(ge=1, le=50)]
+    api_top_k: Annotated[int, Field(ge=1, le=50)]
+    seed: int
+
+
 class RegisterParams(_Section):
     experiment: Annotated[str, Field(min_length=1)]
     model_name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
@@ -277,6 +285,7 @@ class Params(_Section):
     training_set: TrainingSetParams
     train: TrainParams
     evaluate: EvaluateParams
+    explain: ExplainParams
     # `register` would shadow ABCMeta.register on the model class; the YAML key is `register`.
     register_: RegisterParams = Field(alias="register")
     promote: PromoteParams

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -31,7 +32,14 @@ from kaizen.serving.predictor import (
     Predictor,
     utc_now,
 )
-from kaizen.serving.schemas import BatchRequest, BatchResponse, PredictRequest, PredictResponse
+from kaizen.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ExplainRequest,
+    ExplainResponse,
+    PredictRequest,
+    PredictResponse,
+)
 
 log = get_logger(__name__)
 
@@ -179,6 +187,11 @@ def build_app(predictor: Predictor, token: str) -> Any:
         results = predictor.predict(body.requests, endpoint="batch")
         return {"results": [r.as_response() for r in results]}
 
+    @app.post("/explain", response_model=ExplainResponse)
+    def explain(body: ExplainRequest) -> dict[str, Any]:
+        request = PredictRequest(**body.model_dump(exclude={"top_k"}))
+        return predictor.explain(request, body.top_k or p.explain.api_top_k)
+
     @app.get("/metadata")
     def metadata() -> dict[str, Any]:
         deployment = predictor.deployment
@@ -244,4 +257,15 @@ def create_app() -> Any:
     log.info(
         "prediction API ready in %.1fs: %s", time.monotonic() - started, startup_line(predictor)
     )
+    threading.Thread(target=_warm_explainer, name="explain-warm-up", daemon=True).start()
     return build_app(predictor, token)
+
+
+def _warm_explainer() -> None:
+    """Off the request path; /explain still works (slowly, once) if this fails."""
+    from kaizen.model.explain import warm_up
+
+    try:
+        warm_up()
+    except Exception as exc:
+        log.warning("explainer warm-up failed (%s: %s)", type(exc).__name__, exc)

@@ -82,6 +82,12 @@ class ServedModel:
         with _openmp().limit(limits=1, user_api="openmp"):
             return self.version.model.predict_proba(frame[self.inputs])[:, 1]
 
+    def explain(self, frame: pd.DataFrame) -> Any:
+        """SHAP values of this version's P(late) for `frame`, against the background its
+        evaluation logged (so /explain and the version's report agree)."""
+        with _openmp().limit(limits=1, user_api="openmp"):
+            return _explainer(self.version, self.categorical).explain(frame)
+
     def describe(self) -> dict[str, Any]:
         return {
             "alias": self.alias,
@@ -92,6 +98,29 @@ class ServedModel:
             "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
             "manifest": manifest(self.version),
         }
+
+
+_explainers: dict[str, Any] = {}
+_explainers_lock = threading.Lock()
+
+
+def _explainer(version: Version, categorical: frozenset[str]) -> Any:
+    """One explainer per loaded version, built on first use (a background download)."""
+    from kaizen.model.data import Inputs
+    from kaizen.model.explain import ProbabilityExplainer, load_background
+
+    key = f"{version.run_id}/{version.number}"
+    with _explainers_lock:
+        if key not in _explainers:
+            background = load_background(version.run_id)
+            inputs = Inputs(
+                [c for c in version.inputs if c not in categorical],
+                [c for c in version.inputs if c in categorical],
+            )
+            if len(_explainers) >= 4:  # champion, challenger and the ones they replaced
+                _explainers.pop(next(iter(_explainers)))
+            _explainers[key] = ProbabilityExplainer(version.model, background, inputs, seed=0)
+        return _explainers[key]
 
 
 @functools.lru_cache(maxsize=1)

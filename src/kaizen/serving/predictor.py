@@ -97,6 +97,61 @@ class Predictor:
     def decide(self, probability: float) -> str:
         return REVIEW if probability >= self.serve.decision_threshold else APPROVE
 
+    def explain(self, request: PredictRequest, top_k: int) -> dict[str, Any]:
+        """The drivers of the prediction `predict` would serve for this request: the same
+        routing (champion or the customer's canary challenger) and the same online features.
+        Nothing is logged: an explanation is not a decision."""
+        deployment = self.deployment
+        champion, challenger = deployment.champion, deployment.challenger
+        if champion is None:
+            self.metrics.errors.labels("no_champion").inc()
+            raise NoChampion(
+                f"no model is loaded under the alias {self.params.promote.champion_alias!r}: "
+                "promote a version (or wait for the alias refresh)"
+            )
+        chosen = route(
+            request.customer_id,
+            self.production.mode,
+            self.production.canary_share,
+            self.serve.canary_salt,
+            challenger is not None,
+        )
+        model = champion if chosen.served == CHAMPION or challenger is None else challenger
+        entity = {"customer_id": request.customer_id, "requested_amount": request.requested_amount}
+        try:
+            (features,) = read_features(
+                self.store,
+                model.feature_service,
+                [entity],
+                self.clock(),
+                self.serve.freshness_policy,
+            ).entities
+        except Exception as exc:
+            self.metrics.errors.labels("feature_store").inc()
+            raise FeaturesUnavailable(
+                f"online features unavailable ({type(exc).__name__}: {_first_line(exc)})"
+            ) from None
+        (inputs,) = model.input_rows([{**features.values, **entity}])
+        try:
+            found = model.explain(model.frame([inputs]))
+        except Exception as exc:
+            self.metrics.errors.labels("explain").inc()
+            raise PredictionFailed(
+                f"model {model.number} could not be explained: {type(exc).__name__}: "
+                f"{_first_line(exc)}"
+            ) from None
+        probability = float(found.proba[0])
+        return {
+            "probability": probability,
+            "decision": self.decide(probability),
+            "model_version": model.number,
+            "alias": model.alias,
+            "base_value": float(found.base[0]),
+            "contributions": [
+                {**d, "value": inputs[str(d["feature"])]} for d in found.drivers(0, top_k)
+            ],
+        }
+
     def predict(
         self, requests: Sequence[PredictRequest], endpoint: str = "predict"
     ) -> list[Prediction]:

@@ -41,3 +41,22 @@ class PredictResponse(BaseModel):
 
 class BatchResponse(BaseModel):
     results: list[PredictResponse]
+
+
+class ExplainRequest(PredictRequest):
+    top_k: Annotated[int, Field(ge=1, le=100)] | None = None  # default: params explain.api_top_k
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: float | str | None  # the input as the model saw it (None: missing)
+    contribution: float  # signed change in P(late) against the model's base value
+
+
+class ExplainResponse(BaseModel):
+    probability: float
+    decision: str
+    model_version: str
+    alias: str
+    base_value: float  # mean P(late) over the background; base + all contributions = probability
+    contributions: list[Contribution]  # the top_k largest in magnitude, largest first

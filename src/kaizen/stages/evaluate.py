@@ -2,6 +2,8 @@
 
 Writes `metrics.json` (DVC metrics) and `plots/*.json` (DVC plots: ROC, precision-recall,
 calibration, feature importance), and logs the same to the model's MLflow run with images.
+Also the model's explainability report (`explain/report.{json,html}`), logged to the run and
+published in the lake at `reports/explain/latest.html` (plus a copy named by the run).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from kaizen.errors import InputError
 from kaizen.logs import get_logger
 from kaizen.model import metrics, serialization
 from kaizen.model.data import LABEL, model_inputs, split_by_time, tenure_band
+from kaizen.model.explain import log_background
+from kaizen.model.explain_report import explain_holdout, publish, render_html
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
 
@@ -142,7 +146,14 @@ def evaluate(
         )
         for name, rows in {**curves, "importance": ranked}.items():
             (out / "plots" / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
+        report, background = explain_holdout(
+            model, holdout, rt.params.explain, rt.params.serve.decision_threshold
+        )
         run = json.loads((model_dir / "run.json").read_text())
+        report_html = render_html(report, f"Explainability report: MLflow run {run['run_id']}")
+        (out / "explain").mkdir(parents=True, exist_ok=True)
+        (out / "explain" / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out / "explain" / "report.html").write_text(report_html)
         tracking.configure(rt.settings, rt.params.register_.experiment)
         with mlflow.start_run(run_id=run["run_id"]):
             mlflow.log_metrics(
@@ -161,7 +172,11 @@ def evaluate(
             if ranked:
                 for name, figure in _figures(curves, ranked).items():
                     mlflow.log_figure(figure, f"evaluation/{name}.png")
+            mlflow.log_artifacts(str(out / "explain"), "explain")
+            log_background(background)
             mlflow.set_tag("kaizen.stage", "evaluated")
+        published = publish(rt.lake, report_html, run["run_id"])
+        log.info("explainability report: %s (this model: %s)", *published)
         result.rows_in = result.rows_out = len(holdout)
         result.output = str(out / "metrics.json")
         result.details = {k: overall[k] for k in ("roc_auc", "pr_auc", "brier", "log_loss")}
