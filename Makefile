@@ -10,7 +10,7 @@ export KAIZEN_HOME ?= $(CURDIR)
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install lock demo data repro up down status feature-server serve test faults lint format bench all services clean
+.PHONY: kaizen-eval help install lock demo data repro up down status feature-server serve test faults lint format bench all services clean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ lint: install ## ruff, including Airflow's AIR rules
 format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+kaizen-eval: install ## the KaizenML loop on a simulated half year with a shock, scored against an oracle (< 30 min)
+	$(BIN)/kaizen scoreboard
 
 bench: install ## every benchmark as a ratio to a raw baseline measured in the same run
 	$(BIN)/python -m bench
