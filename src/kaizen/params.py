@@ -163,6 +163,7 @@ class ProductionParams(_Section):
     min_positives: Annotated[int, Field(ge=1)]
     roc_auc_margin: Annotated[float, Field(ge=0, le=0.5)]
     max_error_rate: Rate
+    replace_baking_challenger: bool  # False: a new candidate waits until the challenger is judged
 
     @model_validator(mode="after")
     def _bake_window(self) -> ProductionParams:
