@@ -78,4 +78,4 @@ bench: install ## every benchmark as a ratio to a raw baseline measured in the s
 all: install lint test ## install, lint, test
 
 clean: ## remove the demo's data, Airflow home and local Feast/MLflow stores (never the lock or the venv)
-	rm -rf data/lake data/raw data/feast data/training data/model data/eval data/registered.json .airflow .kaizen/mlflow dvc.lock
+	rm -rf data/lake data/raw data/feast data/training data/model data/eval data/registered.json data/kaizen-eval .airflow .kaizen/mlflow dvc.lock
