@@ -231,6 +231,7 @@ class MonitorParams(_Section):
     retrain_cooldown_days: Annotated[
         int, Field(ge=0, le=365)
     ]  # at most one retrain request per N days
+    retrain_persist_days: Days  # a breach asks for a retrain once it has lasted this many runs
 
     @model_validator(mode="after")
     def _every_view_has_an_slo(self) -> MonitorParams:
