@@ -10,7 +10,7 @@ export KAIZEN_HOME ?= $(CURDIR)
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install lock demo data repro up down status feature-server serve test faults lint format bench all services clean loadtest
+.PHONY: help install lock demo data repro up down status feature-server serve test faults lint format bench all services clean loadtest kaizen-eval
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -69,13 +69,16 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+kaizen-eval: install ## the KaizenML loop on a simulated half year with a shock, scored against an oracle (< 30 min)
+	$(BIN)/kaizen scoreboard
+
 bench: install ## every benchmark as a ratio to a raw baseline measured in the same run
 	$(BIN)/python -m bench
 
 all: install lint test ## install, lint, test
 
 clean: ## remove the demo's data, Airflow home and local Feast/MLflow stores (never the lock or the venv)
-	rm -rf data/lake data/raw data/feast data/training data/model data/eval data/registered.json .airflow .kaizen/mlflow dvc.lock
+	rm -rf data/lake data/raw data/feast data/training data/model data/eval data/registered.json data/kaizen-eval .airflow .kaizen/mlflow dvc.lock
 
 loadtest: install ## locust against the running prediction API (make serve); USERS=n DURATION=s override params
 	$(BIN)/kaizen loadtest $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION))

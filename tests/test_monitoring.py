@@ -89,6 +89,7 @@ def _runtime(world: Path, tmp_path: Path, **monitor: object) -> Runtime:
     settings = make_settings(tmp_path, **extra).model_copy(
         update={"feast_data_dir": world / "feast", "runtime_dir": world / "runtime"}
     )
+    monitor.setdefault("retrain_persist_days", 1)  # persistence has its own test
     return _params(Runtime(settings), **monitor)
 
 
@@ -310,6 +311,17 @@ def test_a_quarantined_day_in_the_window_blocks_the_retrain(world: Path, tmp_pat
     # A breach nobody can retrain away (freshness) never asks.
     stale = [Breach("freshness.customer_profile", "freshness", "stale", actionable=False)]
     assert trigger.decide(rt, "2026-02-01", stale, days)["requested"] is False
+
+
+def test_a_breach_asks_for_a_retrain_only_once_it_persists(world: Path, tmp_path: Path) -> None:
+    rt = _runtime(world, tmp_path, retrain_persist_days=2)
+    days = window_days("2026-01-14", 3)
+    new = [Breach("data_drift.v1", "data_drift", "drift", True, since="2026-01-14")]
+    held = trigger.decide(rt, "2026-01-14", new, days)
+    assert held["requested"] is False and held["blocked_by"] == "persistence"
+    assert "must last 2 days" in held["why"] and trigger.requests(rt) == []
+    lasting = [Breach("data_drift.v1", "data_drift", "drift", True, since="2026-01-13")]
+    assert trigger.decide(rt, "2026-01-14", lasting, days)["requested"] is True
 
 
 def test_at_most_one_retrain_request_per_cooldown(world: Path, tmp_path: Path) -> None:

@@ -175,3 +175,28 @@ def test_a_challenger_that_fails_live_requests_is_demoted(p: PromoteParams) -> N
     assert "failed 30 of 600" in next(c for c in found if c.name == "error_rate").detail
     # No live traffic at all is not a clean record either.
     assert judge(evidence, _errors(served=0), p, baked=True, expired=False)[0] == "demote"
+
+
+def test_an_inconclusive_live_comparison_waits_for_labels_until_the_bake_expires(
+    p: PromoteParams,
+) -> None:
+    """Neither shown non-inferior nor shown worse: the interval is wide, so it waits."""
+    rng = np.random.default_rng(2)
+    y = (rng.random(300) < 0.06).astype("int64")
+    shared = y * 1.2 + rng.normal(0, 1.0, y.size)
+    champion = shared + rng.normal(0, 0.5, y.size)  # two equally good models, 300 labels
+    challenger = shared + rng.normal(0, 0.5, y.size)
+    evidence = pd.DataFrame(
+        {"label": y, "champion": _squash(champion), "challenger": _squash(challenger)}
+    )
+    verdict, found = judge(evidence, _errors(), p, baked=True, expired=False)
+    quality = next(c for c in found if c.name == "live_quality")
+    assert not quality.passed and quality.values["low"] < -p.production.roc_auc_margin
+    assert quality.values["high"] >= 0, quality.detail  # the premise: the interval reaches zero
+    assert verdict == "wait", [c.detail for c in found]
+    assert "straddles zero" in next(c for c in found if c.name == "conclusive").detail
+    assert judge(evidence, _errors(), p, baked=True, expired=True)[0] == "demote"
+
+
+def _squash(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-(x - 2)))

@@ -139,6 +139,10 @@ def test_the_gates_promote_demote_and_roll_back_through_the_ledger(world: dict) 
     second = staging(rt, candidate=v2, now=T0)
     assert second.verdict == "promote", second.reasons
     assert by_alias(rt, challenger) == v2
+    # While v2 bakes, a newer candidate waits: replacing v2 would restart its live evidence.
+    held = staging(rt, candidate=v3, now=T0)
+    assert held.verdict == "hold" and "still being judged live" in held.reasons[0]
+    assert by_alias(rt, challenger) == v2
     _log_traffic(rt, live, served=v1, shadow=v2)
     waiting = production(rt, now=T0 + dt.timedelta(days=1))
     assert waiting.verdict == "wait"

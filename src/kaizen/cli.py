@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -555,6 +556,29 @@ def demo(
     from kaizen.runtime import Runtime
 
     run_demo(Runtime(), echo=typer.echo, train=train)
+
+
+@app.command()
+@entry
+def scoreboard(
+    work: Annotated[
+        Path, typer.Option(help="where the run's world, stores and results live (wiped first)")
+    ] = Path("data/kaizen-eval"),
+    days: Annotated[int | None, typer.Option(help="override scoreboard.days")] = None,
+    shock_day: Annotated[int | None, typer.Option(help="override scoreboard.shock_day")] = None,
+    customers: Annotated[int | None, typer.Option(help="override scoreboard.customers")] = None,
+) -> None:
+    """The KaizenML loop on a simulated half year with a shock (params.yaml `scoreboard`):
+    detection, retraining, promotions and served quality against a daily oracle. Exit 1
+    when a target is missed."""
+    from kaizen.config import get_settings
+    from kaizen.scoreboard.run import run_scoreboard
+
+    home = get_settings().home
+    overrides = {"days": days, "shock_day": shock_day, "customers": customers}
+    work = work if work.is_absolute() else home / work
+    if not run_scoreboard(home, work, overrides, echo=typer.echo):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -171,6 +171,7 @@ class ProductionParams(_Section):
     min_positives: Annotated[int, Field(ge=1)]
     roc_auc_margin: Annotated[float, Field(ge=0, le=0.5)]
     max_error_rate: Rate
+    replace_baking_challenger: bool  # False: a new candidate waits until the challenger is judged
 
     @model_validator(mode="after")
     def _bake_window(self) -> ProductionParams:
@@ -262,6 +263,7 @@ class MonitorParams(_Section):
     retrain_cooldown_days: Annotated[
         int, Field(ge=0, le=365)
     ]  # at most one retrain request per N days
+    retrain_persist_days: Days  # a breach asks for a retrain once it has lasted this many runs
 
     @model_validator(mode="after")
     def _every_view_has_an_slo(self) -> MonitorParams:
@@ -274,6 +276,33 @@ class MonitorParams(_Section):
                 f"monitor.freshness_slo_days must name exactly the feature views {list(VIEWS)}"
                 f" (missing {missing}, unknown {unknown})"
             )
+        return self
+
+
+class ScoreboardParams(_Section):
+    """`make kaizen-eval`: the loop on a simulated world, and the targets it is held to."""
+
+    days: Annotated[int, Field(ge=60, le=730)]
+    history_days: Annotated[int, Field(ge=0, le=730)]  # the store's past before day 1
+    shock_day: Annotated[int, Field(ge=2)]  # 1-based: the first shocked day
+    customers: Annotated[int, Field(ge=100)]
+    bad_days: list[str]  # DAY:SOURCE:KIND, DAY 1-based (a simulator fault kind)
+    fix_after_days: Annotated[int, Field(ge=1, le=30)]  # the operator re-lands and replays then
+    label_horizon_days: Annotated[int, Field(ge=1, le=365)]  # hindsight for the truth labels
+    oracle_every_days: Annotated[int, Field(ge=1, le=30)]  # the oracle retrains this often
+    worse_margin: Annotated[float, Field(ge=0, le=1)]  # a champion this much worse: "worse"
+    detect_within_days: Days
+    champion_within_days: Days
+    oracle_tolerance: Annotated[float, Field(ge=0, le=1)]  # served AUC within this of the oracle
+
+    @model_validator(mode="after")
+    def _shock_inside(self) -> ScoreboardParams:
+        if self.shock_day >= self.days:
+            raise ValueError(f"scoreboard.shock_day ({self.shock_day}) must be before days")
+        for text in self.bad_days:
+            day = text.split(":", 1)[0]
+            if not day.isdigit() or not 1 <= int(day) <= self.days:
+                raise ValueError(f"scoreboard.bad_days: {text!r} is not DAY:SOURCE:KIND in 1..days")
         return self
 
 
@@ -291,6 +320,7 @@ class Params(_Section):
     promote: PromoteParams
     serve: ServeParams
     monitor: MonitorParams
+    scoreboard: ScoreboardParams
 
     @model_validator(mode="after")
     def _shock_inside_world(self) -> Params:

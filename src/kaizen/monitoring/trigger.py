@@ -2,6 +2,8 @@
 
 Rules, in order:
 
+0. A breach asks only once it has lasted `retrain_persist_days` consecutive runs: a one-day
+   blip in a small window is noise, a shift persists (it is alerted on its first day anyway).
 1. Bad data is not drift: no request while any source or feature view of the current window
    is quarantined (the numbers behind the breach may be the bad batch itself).
 2. At most one request per `retrain_cooldown_days`: a retrain takes days to be judged, and
@@ -55,13 +57,24 @@ def decide(rt: Runtime, ds: str, breaches: list[Breach], days: list[str]) -> dic
     }
     if not actionable:
         return decision | {"why": "no actionable breach"}
+    persist = rt.params.monitor.retrain_persist_days
+    today = dt.date.fromisoformat(ds)
+    lasting = [
+        b for b in actionable if (today - dt.date.fromisoformat(b.since or ds)).days + 1 >= persist
+    ]
+    if not lasting:
+        why = (
+            f"too new: {', '.join(b.key for b in actionable)} must last {persist} days "
+            f"(monitor.retrain_persist_days) before it asks for a retrain"
+        )
+        log.info("retrain not requested yet: %s", why)
+        return decision | {"why": why, "blocked_by": "persistence"}
     held = quarantined(rt, days)
     if held:
         why = "bad data is not drift: quarantined in the window: " + ", ".join(held)
         log.warning("retrain not requested: %s", why)
         return decision | {"why": why, "blocked_by": "quarantine"}
     cooldown = rt.params.monitor.retrain_cooldown_days
-    today = dt.date.fromisoformat(ds)
     past = requests(rt)
     same_day = [r for r in past if r["ds"] == ds]
     if same_day:  # a rerun of the day that asked: ask again (the event may be lost)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -56,11 +57,22 @@ def load(rt: Runtime, number: str) -> Version:
     registry = client(rt)
     name = rt.params.register_.model_name
     found = registry.get_model_version(name, number)
+    model, size = _artifacts(mlflow.get_registry_uri(), name, str(number), found.run_id)
+    return Version(str(number), found.run_id, dict(found.tags), list(found.aliases), model, size)
+
+
+@functools.lru_cache(maxsize=8)
+def _artifacts(registry_uri: str, name: str, number: str, run_id: str) -> tuple[Any, int]:
+    """A version's model and size. Its artifacts never change once registered, so the daily
+    monitor and the gates load each model once per process (its tags and aliases, which do
+    change, are read fresh by `load`); the key names the registry and the run."""
+    import mlflow
+
     model = mlflow.sklearn.load_model(f"models:/{name}/{number}")
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{number}", dst_path=tmp))
         size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file())
-    return Version(str(number), found.run_id, dict(found.tags), list(found.aliases), model, size)
+    return model, size
 
 
 def by_alias(rt: Runtime, alias: str) -> str | None:

@@ -28,6 +28,7 @@ import datetime as dt
 import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from kaizen.logs import get_logger
@@ -199,7 +200,32 @@ def judge(
         if expired:
             return "demote", found
         return "wait", found
-    return ("promote" if all(c.passed for c in found) else "demote"), found
+    if all(c.passed for c in found):
+        return "promote", found
+    if _inconclusive(found, p.non_inferiority.brier_margin) and not expired:
+        # Not shown non-inferior, not shown worse either: a few hundred labels leave the
+        # interval wide, and each day adds more. Only evidence (or max_bake_days) demotes.
+        found.append(
+            checks.Check(
+                "conclusive",
+                False,
+                "live ROC AUC interval straddles zero: waiting for more labels "
+                f"(demoted after {prod.max_bake_days} days without a verdict)",
+            )
+        )
+        return "wait", found
+    return "demote", found
+
+
+def _inconclusive(found: list[checks.Check], brier_margin: float) -> bool:
+    """Only the live-quality check failed, and on width alone: its interval still reaches
+    zero and the Brier score is not worse (the challenger is not shown to be worse)."""
+    failed = [c for c in found if not c.passed]
+    if [c.name for c in failed] != ["live_quality"]:
+        return False
+    values = failed[0].values or {}
+    brier_worse = not values.get("brier_delta", np.inf) <= brier_margin
+    return not brier_worse and values.get("high", -1.0) >= 0.0
 
 
 def _record_and_move(

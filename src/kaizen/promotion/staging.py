@@ -35,7 +35,7 @@ KIND = "decisions"
 @dataclass
 class Decision:
     id: str
-    verdict: str  # "promote" | "reject"
+    verdict: str  # "promote" | "reject" | "hold" (a challenger is still baking; nothing moves)
     record: dict[str, Any]
 
     @property
@@ -111,6 +111,16 @@ def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None =
         raise InputError(
             f"no model version at @{candidate_alias}: train one first (`make repro` or the train DAG)"
         )
+    now = now or dt.datetime.now(dt.UTC)
+    baking = by_alias(rt, p.challenger_alias)
+    if baking is not None and baking != number and not p.production.replace_baking_challenger:
+        # Its live evidence accrues one labelled day at a time; replacing it would start over
+        # (and with retrains every few days, no challenger would ever be judged).
+        reason = f"challenger v{baking} is still being judged live: v{number} waits at @{candidate_alias}"
+        log.info("staging gate: %s", reason)
+        return Decision(
+            f"staging-v{number}-hold-{now:%Y%m%dT%H%M%S}", "hold", {"reasons": [reason]}
+        )
     new_version = load(rt, number)
     champion_number = by_alias(rt, p.champion_alias)
     old_version = (
@@ -128,7 +138,6 @@ def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None =
         holdout, new, old, new_version.score, p, rt.params.evaluate.tenure_bands_days, measured
     )
     verdict = "promote" if all(c.passed for c in results) else "reject"
-    now = now or dt.datetime.now(dt.UTC)
     decision_id = f"staging-v{number}-{now:%Y%m%dT%H%M%S}"
     record = {
         "id": decision_id,

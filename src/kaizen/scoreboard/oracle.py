@@ -1,0 +1,78 @@
+"""The yardstick: a model retrained every day on hindsight labels, scored like the champion.
+
+The oracle knows every invoice's outcome the moment it is issued (the truth labels), so it
+pays no label lag and no gate: the distance between it and the served champion is what the
+loop's caution costs. It sees the same published features through the same point-in-time
+join as training, and is the same pipeline with the same `train` params.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from kaizen.logs import get_logger
+from kaizen.runtime import Runtime
+from kaizen.transforms.views import EVENT_TIMESTAMP, as_of
+
+log = get_logger(__name__)
+LABEL = "label"
+
+
+def features_at_issue(rt: Runtime, truth: pd.DataFrame, last_ds: str) -> pd.DataFrame:
+    """Every invoice issued by the end of `last_ds` with its features as served then."""
+    from kaizen.featurestore.store import open_store
+    from kaizen.stages.training_set import published_days
+
+    first = as_of(published_days(rt)[0])
+    entity = truth[(truth[EVENT_TIMESTAMP] >= first) & (truth[EVENT_TIMESTAMP] < as_of(last_ds))]
+    store = open_store(rt.settings)
+    service = store.get_feature_service(rt.params.feature_store.service)
+    joined = store.get_historical_features(entity_df=entity, features=service).to_df()
+    joined[EVENT_TIMESTAMP] = pd.to_datetime(joined[EVENT_TIMESTAMP], utc=True)
+    joined["invoice_id"] = joined["invoice_id"].astype(str)
+    return joined.sort_values([EVENT_TIMESTAMP, "invoice_id"], kind="stable").reset_index(drop=True)
+
+
+def oracle_scores(
+    rt: Runtime, frame: pd.DataFrame, days: list[str], every: int, progress=print
+) -> pd.DataFrame:
+    """invoice_id -> the oracle's score: for each block of `every` days, a model fitted on
+    everything issued before the block's first day, scoring the invoices of the block."""
+    from kaizen.model.data import model_inputs
+    from kaizen.model.pipeline import build, calibration_split
+
+    p = rt.params
+    inputs = model_inputs(frame)
+    out = []
+    for i in range(0, len(days), every):
+        block = days[i : i + every]
+        start = as_of(block[0]) - pd.Timedelta(days=1)  # 00:00 of the block's first day
+        end = as_of(block[-1])
+        lookback = start - pd.Timedelta(days=p.training_set.lookback_days)
+        past = frame[(frame[EVENT_TIMESTAMP] < start) & (frame[EVENT_TIMESTAMP] >= lookback)]
+        test = frame[(frame[EVENT_TIMESTAMP] >= start) & (frame[EVENT_TIMESTAMP] < end)]
+        if test.empty:
+            continue
+        cv = calibration_split(past, inputs, p.train.calibration_folds)
+        with threadpool_limits(limits=1):
+            model = build(inputs, p.train, p.promote.behaviour.monotone_increasing, cv).fit(
+                past[inputs.all], past[LABEL]
+            )
+            scores = model.predict_proba(test[inputs.all])[:, 1]
+        out.append(pd.DataFrame({"invoice_id": test["invoice_id"].to_numpy(), "oracle": scores}))
+        progress(f"oracle {block[0]}: fitted on {len(past)} invoices, scored {len(test)}")
+    if not out:
+        return pd.DataFrame({"invoice_id": pd.Series(dtype=str), "oracle": pd.Series(dtype=float)})
+    return pd.concat(out, ignore_index=True)
+
+
+def day_of(ts: pd.Series) -> pd.Series:
+    return ts.dt.strftime("%Y-%m-%d")
+
+
+def date_range(first: str, last: str) -> list[str]:
+    a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]

@@ -1,0 +1,109 @@
+"""The scoreboard's world and its judgement (the full run is `make kaizen-eval`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kaizen.errors import ConfigError
+from kaizen.scoreboard import board
+from kaizen.scoreboard.loop import Day
+from kaizen.scoreboard.scenario import Scenario, runtime, scenario
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"days": 60, "shock_day": 30, "history_days": 20, "bad_days": ["10:orders:nulls"]}
+
+
+def test_scenario_puts_history_before_day_one_and_the_shock_on_its_day(tmp_path: Path) -> None:
+    s = scenario(REPO / "params.yaml", tmp_path, SMALL)
+    first = s.params.simulate.start + dt.timedelta(days=20)
+    assert s.ds(1) == first.isoformat()
+    assert s.params.simulate.days == 80 and len(s.history) == 20 and s.history[-1] < s.ds(1)
+    assert (
+        s.params.simulate.shock_date == first + dt.timedelta(days=29) == s.start + dt.timedelta(29)
+    )
+    [fault] = s.faults()
+    assert (fault.ds, fault.source, fault.kind) == (s.ds(10), "orders", "nulls")
+    assert (tmp_path / "params.yaml").exists()  # the run records what it ran with
+
+
+def test_a_bad_override_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"scoreboard.*bad_days"):
+        scenario(REPO / "params.yaml", tmp_path, {**SMALL, "bad_days": ["61:orders:nulls"]})
+    with pytest.raises(ConfigError, match="shock_day"):
+        scenario(REPO / "params.yaml", tmp_path, {**SMALL, "shock_day": 60})
+
+
+def _journal(s: Scenario) -> list[Day]:
+    """Champion v1 until the shock; drift seen on the 2nd shocked batch; v2 (trained after
+    the shock) champion on the 4th; one stable-period request and one on a bad day's window."""
+    days = []
+    for d in range(1, 61):
+        day = Day(s.ds(d), d, champion="1" if d < 33 else "2")
+        if d in (11, 20):
+            day.monitor = {"breaches": ["data_drift.v1"], "retrain": {"requested": True}}
+        if d == 31:
+            day.monitor = {"breaches": ["data_drift.v1"], "retrain": {"requested": True}}
+            day.trained = [{"reason": "retrain request", "version": "2", "cutoff": s.ds(31)}]
+        if d == 10:
+            day.quarantined = ["orders"]
+        days.append(day)
+    return days
+
+
+def _invoices(s: Scenario) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(3)
+    n = 60 * 40
+    ts = pd.to_datetime([f"{s.ds(1 + i // 40)}T12:00:00Z" for i in range(n)], utc=True)
+    label = rng.random(n) < 0.1
+    signal = label + rng.normal(0, 1.0, n)  # the oracle sees the signal well ...
+    frame = pd.DataFrame(
+        {
+            "invoice_id": [str(i) for i in range(n)],
+            "event_timestamp": ts,
+            "label": label,
+            "signal": signal,
+        }
+    )
+    served = pd.DataFrame(  # ... the served model less well
+        {
+            "invoice_id": frame["invoice_id"],
+            "model_version": "2",
+            "probability": label + rng.normal(0, 2.0, n),
+        }
+    )
+    oracle = pd.DataFrame({"invoice_id": frame["invoice_id"], "oracle": signal})
+    return frame, served, oracle
+
+
+def test_the_board_counts_what_the_journal_says(tmp_path: Path) -> None:
+    s = scenario(REPO / "params.yaml", tmp_path, SMALL)
+    rt = runtime(s, REPO)
+    frame, served, oracle = _invoices(s)
+    models = {  # v2 is worse than v1 in hindsight: a worse promotion
+        "1": SimpleNamespace(score=lambda f: f["signal"].to_numpy()),
+        "2": SimpleNamespace(score=lambda f: -f["signal"].to_numpy()),
+    }
+    rows, details = board.score(
+        rt, s, _journal(s), frame, served, oracle, load=lambda _rt, v: models[v]
+    )
+    by_name = {r.name.split(" (")[0]: r for r in rows}
+    assert by_name["days from the shock to detection"].value == 2
+    assert by_name["days from the shock to detection"].passed
+    assert by_name["days from the shock to a new champion"].value == 4
+    assert not by_name["days from the shock to a new champion"].passed  # target 3
+    assert by_name["worse models promoted"].value == 1
+    stable = next(r for r in rows if r.name.startswith("drift retrains"))
+    assert stable.value == 2 and not stable.passed
+    bad = next(r for r in rows if r.name.startswith("retrains caused by bad-data days"))
+    assert bad.value == 1 and not bad.passed
+    assert details["served_auc"] < details["oracle_auc"]
+    quality = next(r for r in rows if r.name.startswith("post-shock ROC AUC"))
+    assert not quality.passed  # the gap is far wider than 0.02
+    text = board.render(rows, "header")
+    assert "MISS" in text and "PASS" in text
