@@ -604,3 +604,110 @@ def test_explain_gives_the_drivers_of_the_prediction_that_would_be_served(
         assert len(default["contributions"]) == rt.params.explain.api_top_k
         bad = api.post("/explain", headers=AUTH, json={**body, "top_k": 0})
         assert bad.status_code == 422 and bad.json()["detail"].startswith("top_k:")
+
+
+# -- faults: the online store goes away --------------------------------------------------
+
+
+def _start_redis(port: int, data: Path) -> Any:
+    import shutil
+    import subprocess
+    import time
+
+    from conftest import service_unavailable, tcp_open
+
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        service_unavailable("Redis", "no redis-server binary to start a private one")
+    data.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(data),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not tcp_open("127.0.0.1", port, 0.2):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError(f"private redis-server did not start on {port}")
+        time.sleep(0.1)
+    return proc
+
+
+@pytest.mark.faults
+@pytest.mark.services
+def test_redis_down_answers_503_within_the_timeout_and_recovers(
+    world: World, lake: Path, tmp_path: Path
+) -> None:
+    """A private Redis (the shared one is never stopped): killed, the API answers 503 naming
+    the online store within `serve.online_timeout_seconds`; restarted, it answers again."""
+    import signal
+    import time
+
+    from kaizen.featurestore.store import apply, open_store
+    from kaizen.stages.materialize import materialize
+    from kaizen.stages.validate_features import PUBLISHED
+
+    port = free_port()
+    redis_proc = _start_redis(port, tmp_path / "redis")
+    try:
+        rt = world.runtime(lake, online_timeout_seconds=0.5)
+        settings = rt.settings.model_copy(
+            update={
+                "feast_online_store": "redis",
+                "redis_connection": f"127.0.0.1:{port}",
+                "feast_data_dir": tmp_path / "feast",
+                "lake_root": world.small.settings.lake_root,
+            }
+        )
+        redis_rt = Runtime(settings)
+        redis_rt.__dict__["params"] = rt.params
+        apply(settings)
+        days = sorted(redis_rt.lake.partitions(PUBLISHED, "customer_profile"))
+        end = (dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)).isoformat()
+        materialize(days[0], end, redis_rt)
+        assert open_store(settings).list_feature_views()
+        world.aliases(rt, world.versions[0])
+        predictor = build_predictor(redis_rt)
+        predictor.refresher.refresh()
+        body = {"customer_id": 5, "requested_amount": 100.0}
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        with TestClient(build_app(predictor, TOKEN)) as client:
+            before = client.post("/predict", json=body, headers=auth)
+            assert before.status_code == 200, before.text
+
+            redis_proc.send_signal(signal.SIGKILL)
+            redis_proc.wait()
+            started = time.monotonic()
+            down = client.post("/predict", json=body, headers=auth)
+            took = time.monotonic() - started
+            assert down.status_code == 503, down.text
+            assert "online features unavailable" in down.json()["detail"]
+            assert took < 5 * 0.5, f"503 took {took:.2f}s"  # connect refused or timed out
+
+            redis_proc = _start_redis(port, tmp_path / "redis")  # the same data (AOF)
+            again = None
+            for _ in range(20):  # the client reconnects on its next call
+                again = client.post("/predict", json=body, headers=auth)
+                if again.status_code == 200:
+                    break
+                time.sleep(0.2)
+            assert again is not None and again.status_code == 200, again.text
+            assert again.json()["probability"] == pytest.approx(before.json()["probability"])
+    finally:
+        redis_proc.kill()
+        redis_proc.wait()

@@ -226,6 +226,7 @@ class ServeParams(_Section):
     log_queue_max: Annotated[int, Field(ge=1, le=10_000_000)]
     log_flush_rows: Annotated[int, Field(ge=1)]
     log_flush_seconds: Annotated[float, Field(gt=0, le=3600)]
+    online_timeout_seconds: Annotated[float, Field(gt=0, le=60)]  # a Redis read gives up then
 
     @model_validator(mode="after")
     def _flush_fits_queue(self) -> ServeParams:

@@ -37,6 +37,20 @@ ONLINE_STORES = {
 }
 
 
+def with_redis_timeout(settings: Settings, seconds: float) -> Settings:
+    """The settings with socket timeouts on the Redis online store (Feast passes the
+    connection string's `key=value` parts to the client): a serving process fails fast when
+    Redis is down or hung. Batch jobs keep no timeout: a large pipelined write may be slow."""
+    if settings.feast_online_store != "redis":
+        return settings
+    parts = settings.redis_connection.split(",")
+    keys = {p.split("=", 1)[0] for p in parts if "=" in p}
+    extra = [
+        f"{k}={seconds}" for k in ("socket_timeout", "socket_connect_timeout") if k not in keys
+    ]
+    return settings.model_copy(update={"redis_connection": ",".join([*parts, *extra])})
+
+
 def feast_environ(settings: Settings) -> dict[str, str]:
     """The variables `feature_store.yaml` expands, as YAML flow mappings."""
     data = settings.feast_data_dir

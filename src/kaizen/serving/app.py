@@ -53,7 +53,7 @@ def build_predictor(
 ) -> Predictor:
     """Everything a request needs, not yet started (the app's lifespan starts it).
     `resolve` (alias -> version) replaces the registry's aliases, e.g. to pin one version."""
-    from kaizen.featurestore.store import open_store
+    from kaizen.featurestore.store import open_store, with_redis_timeout
 
     p = rt.params
     metrics = ServingMetrics()
@@ -87,7 +87,9 @@ def build_predictor(
     )
     return Predictor(
         p,
-        store if store is not None else open_store(rt.settings),
+        store
+        if store is not None
+        else open_store(with_redis_timeout(rt.settings, p.serve.online_timeout_seconds)),
         refresher,
         prediction_log,
         metrics,
