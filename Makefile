@@ -70,7 +70,7 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 bench: install ## every benchmark as a ratio to a raw baseline measured in the same run
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(BENCH),--rows $(BENCH))
 
 all: install lint test ## install, lint, test
 
