@@ -117,16 +117,42 @@ def selected(rows: str | None, only: list[str] | None) -> list[str]:
     return names
 
 
+def dataops_scale(base: dict[str, Any], day_rows: str | None, engines: str | None) -> dict:
+    """Row 8's sizes and engines from the command line; the goal row stays the `headline`
+    size on pandas when it is run, else the smallest size run is the headline."""
+    scale = dict(base)
+    if day_rows:
+        try:
+            scale["rows"] = sorted({int(r) for r in day_rows.split(",") if r.strip()})
+        except ValueError:
+            raise SystemExit(f"--day-rows takes whole numbers, got {day_rows!r}") from None
+        if not scale["rows"] or min(scale["rows"]) < 10:
+            raise SystemExit(f"--day-rows needs sizes of at least 10, got {day_rows!r}")
+    if engines:
+        scale["engines"] = [e.strip() for e in engines.split(",") if e.strip()]
+        if unknown := set(scale["engines"]) - {"pandas", "spark"}:
+            raise SystemExit(f"unknown engines {sorted(unknown)}; known: pandas, spark")
+    if scale["headline"] not in scale["rows"]:
+        scale["headline"] = scale["rows"][0]
+    return scale
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--only", nargs="*", choices=sorted(SUITES), help="run only these suites")
     parser.add_argument("--rows", help="comma-separated row numbers to run, e.g. 7,8")
+    parser.add_argument(
+        "--day-rows", help="row 8: orders per day to run, comma-separated (e.g. 10000,100000)"
+    )
+    parser.add_argument("--engines", help="row 8: engines to run, comma-separated (pandas,spark)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     names = selected(args.rows, args.only)
     scale = {name: SIZES[name][0 if args.quick else 1] for name in names}
+    if "dataops" in scale:
+        scale["dataops"] = dataops_scale(scale["dataops"], args.day_rows, args.engines)
     results: list[Row] = []
     for name in names:
         print(f"running {name} ...", flush=True)
