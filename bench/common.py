@@ -26,9 +26,12 @@ class Row:
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     error: str = ""  # set when the benchmark crashed: the row is reported, the run goes on
+    higher_is_better: bool = False  # a throughput row: ratio = baseline_s / measured_s
 
     @property
     def ratio(self) -> float:
+        if self.higher_is_better:
+            return self.baseline_s / self.measured_s if self.measured_s else 0.0
         return self.measured_s / self.baseline_s if self.baseline_s else float("inf")
 
     @property
@@ -103,10 +106,15 @@ def _load(path: Path) -> list[Row]:
     if not path.exists():
         return []
     fields = set(Row.__dataclass_fields__)
-    return [
-        Row(**{k: v for k, v in r.items() if k in fields})
-        for r in json.loads(path.read_text())["rows"]
-    ]
+    rows = []
+    for r in json.loads(path.read_text())["rows"]:
+        row = Row(**{k: v for k, v in r.items() if k in fields})
+        if "higher_is_better" not in r and r.get("ratio") and row.measured_s and row.baseline_s:
+            # files written before the flag: the stored ratio says which way it was computed
+            inverse = row.baseline_s / row.measured_s
+            row.higher_is_better = abs(r["ratio"] - inverse) < abs(r["ratio"] - row.ratio)
+        rows.append(row)
+    return rows
 
 
 def markdown(rows: list[Row], meta: dict[str, Any]) -> str:

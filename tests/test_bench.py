@@ -80,3 +80,18 @@ def test_one_sample_dag_parse_bench_writes_a_well_formed_report(
         assert row["measured_s"] > 0 and row["baseline_s"] > 0 and row["goal"] == "<= 1.2x"
         assert isinstance(row["pass"], bool)
     assert md.count("\n| 7") == len(dag_files)
+
+
+def test_a_partial_rerun_keeps_the_other_rows_and_their_direction(
+    bench_main: object, tmp_path: Path
+) -> None:
+    from bench.common import Row, write_report
+
+    throughput = Row("4", "rows/s", "raw rows/s", 4.0, 1.0, ">= 0.5x", higher_is_better=True)
+    write_report([throughput, Row("7a", "parse", "empty", 1.0, 1.0, "<= 1.2x")], {}, tmp_path)
+    write_report([Row("7a", "parse", "empty", 3.0, 1.0, "<= 1.2x")], {}, tmp_path, partial=True)
+    rows = {r["row"]: r for r in _report(tmp_path)[0]["rows"]}
+    assert rows["4"]["ratio"] == 0.25 and rows["4"]["pass"] is False
+    assert rows["7a"]["ratio"] == 3.0
+    write_report([Row("1", "ingest", "pyarrow", 1.0, 1.0, "<= 1.5x")], {}, tmp_path)
+    assert [r["row"] for r in _report(tmp_path)[0]["rows"]] == ["1"]  # a full run replaces
