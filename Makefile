@@ -73,7 +73,7 @@ kaizen-eval: install ## the KaizenML loop on a simulated half year with a shock,
 	$(BIN)/kaizen scoreboard
 
 bench: install ## every benchmark as a ratio to a raw baseline measured in the same run
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(BENCH),--rows $(BENCH))
 
 all: install lint test ## install, lint, test
 

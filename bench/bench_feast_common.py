@@ -63,13 +63,12 @@ from kaizen.featurestore.contract import offline_path
 '''
 
 
+@dataclass
 class ThroughputRow(Row):
     """A row whose goal is on throughput: ratio = measured rows/s / baseline rows/s
     (= baseline seconds / measured seconds for the same rows)."""
 
-    @property
-    def ratio(self) -> float:  # type: ignore[override]
-        return self.baseline_s / self.measured_s if self.measured_s else 0.0
+    higher_is_better: bool = True  # kept in the JSON, so a partial rerun reloads it right
 
 
 @dataclass

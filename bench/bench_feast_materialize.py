@@ -261,7 +261,7 @@ def throughput_rows(ws: Workspace, customers: int, repeat: int) -> list[Row]:
         k, r = median(kaizen_s), median(raw_s)
         rows.append(
             ThroughputRow(
-                row="4",
+                row=f"4-{online}",  # one id per store: the report keys rows by id
                 hot_path=(
                     f"materialize {customers:,} customers x {len(VIEWS)} views "
                     f"({n:,} entity rows, {features} features), {online}"

@@ -203,7 +203,8 @@ def read_rows(ws: Workspace, customers: int, reads: int, warmup: int) -> list[Ro
             )
             rows.append(
                 Row(
-                    row="3",
+                    # one id per store x case: the report keys rows by id
+                    row=f"3-{online}-{'service' if case == SERVICE else 'wide50'}",
                     hot_path=f"online read p99, 1 entity x {what}, {online}",
                     baseline=(
                         f"raw sqlite3 SELECT by entity key ({len(views)} tables)"

@@ -17,6 +17,7 @@ on both sides (a `refuse` would null every value and predict on nothing).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import random
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +115,7 @@ def _register(rt: Any, store: Any, customers: int) -> str:
 class Api:
     """`kaizen serve` in a child process on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], workers: int, log: Path):
+    def __init__(self, env: dict[str, str], workers: int, log: Path, cpus: set[int] | None = None):
         from kaizen.seaweed import free_port
 
         self.port = free_port()
@@ -128,6 +130,8 @@ class Api:
                 cwd=env["KAIZEN_HOME"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                # uvicorn's workers inherit the server's core, set before it starts
+                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
             )
 
     def __enter__(self) -> Api:
@@ -154,6 +158,26 @@ class Api:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def split_cores() -> tuple[set[int] | None, set[int] | None]:
+    """(server cores, load-generator cores): apart when there are two, so neither steals
+    the other's CPU mid-request; (None, None) on one core."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return {allowed[0]}, set(allowed[1:])
+
+
+@contextlib.contextmanager
+def pinned(cpus: set[int] | None) -> Iterator[None]:
+    allowed = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def _throughput(url: str, customers: int, seconds: float) -> float:
@@ -230,7 +254,8 @@ def run(size: dict[str, Any]) -> list[Row]:
         read_ms: list[float] = []
         predict_ms: list[float] = []
         clock = time.perf_counter
-        with Api(env, 1, ws.root / "serve-1.log") as api:
+        server_cpus, client_cpus = split_cores()
+        with Api(env, 1, ws.root / "serve-1.log", server_cpus) as api, pinned(client_cpus):
             headers = {"Authorization": f"Bearer {TOKEN}"}
             with httpx.Client(
                 base_url=api.url, headers=headers, timeout=30, trust_env=False
@@ -280,7 +305,8 @@ def run(size: dict[str, Any]) -> list[Row]:
                 notes=(
                     f"API p50 {p50:.2f} ms, p99 {p99:.2f} ms; read p50 {r50:.2f} / p99 {r99:.2f} ms, "
                     f"predict p50 {m50:.2f} / p99 {m99:.2f} ms; {requests:,} sequential requests, keep-alive, "
-                    f"interleaved with the baseline; load {load_before} -> {load_after}"
+                    f"interleaved with the baseline; server on cores {sorted(server_cpus or [])}, client on "
+                    f"{sorted(client_cpus or [])}; load {load_before} -> {load_after}"
                 ),
                 extra={
                     "p50_ms": p50,

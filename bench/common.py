@@ -25,13 +25,19 @@ class Row:
     goal: str  # e.g. "<= 1.5x", ">= 0.5x" or "report"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    error: str = ""  # set when the benchmark crashed: the row is reported, the run goes on
+    higher_is_better: bool = False  # a throughput row: ratio = baseline_s / measured_s
 
     @property
     def ratio(self) -> float:
+        if self.higher_is_better:
+            return self.baseline_s / self.measured_s if self.measured_s else 0.0
         return self.measured_s / self.baseline_s if self.baseline_s else float("inf")
 
     @property
     def passed(self) -> bool | None:
+        if self.error:
+            return False
         if self.goal.startswith("<="):
             return self.ratio <= float(self.goal[2:].strip().rstrip("x"))
         if self.goal.startswith(">="):
@@ -39,7 +45,14 @@ class Row:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": round(self.ratio, 3), "pass": self.passed}
+        ratio = None if self.error or not self.baseline_s else round(self.ratio, 3)
+        return {**asdict(self), "ratio": ratio, "pass": self.passed}
+
+
+def error_row(row: str, hot_path: str, goal: str, exc: BaseException) -> Row:
+    """A crashed benchmark as a row of the report, so one failure never hides the others."""
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return Row(row, hot_path, "-", 0.0, 0.0, goal, notes=message, error=message)
 
 
 def median_time(fn: Callable[[], Any], repeat: int = 3, warmup: int = 1) -> float:
@@ -53,8 +66,10 @@ def median_time(fn: Callable[[], Any], repeat: int = 3, warmup: int = 1) -> floa
     return statistics.median(samples)
 
 
-def write_report(rows: list[Row], scale: dict[str, Any]) -> tuple[Path, Path]:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_report(
+    rows: list[Row], scale: dict[str, Any], results: Path = RESULTS, partial: bool = False
+) -> tuple[Path, Path]:
+    results.mkdir(parents=True, exist_ok=True)
     today = dt.date.today().isoformat()
     meta = {
         "date": today,
@@ -63,16 +78,23 @@ def write_report(rows: list[Row], scale: dict[str, Any]) -> tuple[Path, Path]:
         "cpus": __import__("os").cpu_count(),
         "scale": scale,
     }
-    json_path = RESULTS / f"{today}.json"
-    # A partial run (--only) updates its rows and keeps the day's others.
-    merged = {r.row: r for r in _load(json_path)} | {r.row: r for r in rows}
-    rows = sorted(merged.values(), key=_order)
-    json_path.write_text(
-        json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows]}, indent=2) + "\n"
+    json_path = results / f"{today}.json"
+    # A partial run updates its rows and keeps the day's others; a full run replaces the day.
+    merged = {r.row: r for r in _load(json_path)} if partial else {}
+    rows = sorted((merged | {r.row: r for r in rows}).values(), key=_order)
+    _write_atomic(
+        json_path,
+        json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows]}, indent=2) + "\n",
     )
-    md_path = RESULTS / f"{today}.md"
-    md_path.write_text(markdown(rows, meta))
+    md_path = results / f"{today}.md"
+    _write_atomic(md_path, markdown(rows, meta))
     return json_path, md_path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _order(row: Row) -> tuple[int, str]:
@@ -84,10 +106,15 @@ def _load(path: Path) -> list[Row]:
     if not path.exists():
         return []
     fields = set(Row.__dataclass_fields__)
-    return [
-        Row(**{k: v for k, v in r.items() if k in fields})
-        for r in json.loads(path.read_text())["rows"]
-    ]
+    rows = []
+    for r in json.loads(path.read_text())["rows"]:
+        row = Row(**{k: v for k, v in r.items() if k in fields})
+        if "higher_is_better" not in r and r.get("ratio") and row.measured_s and row.baseline_s:
+            # files written before the flag: the stored ratio says which way it was computed
+            inverse = row.baseline_s / row.measured_s
+            row.higher_is_better = abs(r["ratio"] - inverse) < abs(r["ratio"] - row.ratio)
+        rows.append(row)
+    return rows
 
 
 def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
@@ -98,6 +125,11 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r.error:
+            lines.append(
+                f"| {r.row} | {r.hot_path} | - | - | - | - | {r.goal} | ERROR | {r.error} |"
+            )
+            continue
         verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
         lines.append(
             f"| {r.row} | {r.hot_path} | {r.baseline} | {r.measured_s:.3f}s | {r.baseline_s:.3f}s "

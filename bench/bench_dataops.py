@@ -1,0 +1,153 @@
+"""Row 8: one day of `dataops_daily` through `airflow dags test` against its stage callables.
+
+The baseline calls the same stages (ingest + validate per source, featurize,
+validate_features, apply, materialize) directly, in a fresh interpreter with the same
+environment, and sums their wall time. The ratio is what Airflow adds: task runner start,
+XCom, sensor, mapping and the per-task imports our DAG defers to run time.
+
+Rows per day are the day's orders: the simulator draws `customers` x
+`orders_per_customer_day`, so a size is a customer count at 2 orders per customer and day.
+Each size runs on every engine in `engines` (`KAIZEN_ENGINE`), to show where Spark overtakes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Row, error_row
+from kaizen.config import Settings
+from kaizen.orchestrate import airflow_environ
+from kaizen.params import load_params
+from kaizen.simulate import simulate
+
+REPO = Path(__file__).resolve().parents[1]
+DAY = dt.date(2026, 1, 1)
+ORDERS_PER_CUSTOMER_DAY = 2.0
+
+STAGES = textwrap.dedent("""
+    import json, sys, time
+    from kaizen.dagkit import runtime
+    from kaizen.featurestore.store import apply
+    from kaizen.stages.featurize import featurize
+    from kaizen.stages.ingest import ingest
+    from kaizen.stages.materialize import materialize
+    from kaizen.stages.validate import validate
+    from kaizen.stages.validate_features import validate_features
+    ds, end = sys.argv[1], sys.argv[2]
+    rt = runtime()
+    spent = {}
+    def timed(name, fn, *args):
+        started = time.perf_counter()
+        fn(*args)
+        spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+    for source in rt.catalog.names:
+        timed("ingest", ingest, source, ds, rt)
+        timed("validate", validate, source, ds, rt)
+    timed("featurize", featurize, ds, rt)
+    timed("validate_features", validate_features, ds, rt)
+    timed("apply", apply, rt.settings)
+    timed("materialize", materialize, ds, end, rt)
+    print(json.dumps(spent))
+""")
+
+
+def _world(work: Path, rows: int) -> None:
+    base = load_params(REPO / "params.yaml").simulate
+    world = base.model_copy(
+        update={
+            "start": DAY,
+            "days": 1,
+            "customers": max(int(rows / ORDERS_PER_CUSTOMER_DAY), 10),
+            "orders_per_customer_day": ORDERS_PER_CUSTOMER_DAY,
+        }
+    )
+    simulate(world, str(work / "raw"))
+
+
+def _env(work: Path, side: str, engine: str, airflow: dict[str, str]) -> dict[str, str]:
+    """Fresh lake, Feast store and GX scratch per side, so neither sees the other's output."""
+    return {
+        **os.environ,
+        **airflow,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "KAIZEN_HOME": str(REPO),
+        "KAIZEN_ENGINE": engine,
+        "KAIZEN_RAW_ROOT": str(work / "raw"),
+        "KAIZEN_LAKE_ROOT": str(work / side / "lake"),
+        "KAIZEN_FEAST_DATA_DIR": str(work / side / "feast"),
+        "KAIZEN_GX_UNCOMMITTED_DIR": str(work / side / "gx"),
+    }
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip()[-600:]
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed: {tail}")
+    return proc
+
+
+def measure(
+    work: Path, rows: int, engine: str, airflow: dict[str, str], timeout: float
+) -> tuple[float, float, dict[str, float]]:
+    """(dags test wall time, sum of stage times, per-stage times) for one size and engine."""
+    ds, end = DAY.isoformat(), (DAY + dt.timedelta(days=1)).isoformat()
+    for side in ("dag", "direct"):
+        shutil.rmtree(work / side, ignore_errors=True)
+    cli = str(Path(sys.executable).with_name("airflow"))
+    # The run whose data interval is [ds, ds + 1 day) has the interval's end as logical date.
+    env = _env(work, "dag", engine, airflow)
+    started = time.perf_counter()
+    _run([cli, "dags", "test", "dataops_daily", end], env, timeout)
+    dag_s = time.perf_counter() - started
+    direct = _run(
+        [sys.executable, "-c", STAGES, ds, end], _env(work, "direct", engine, airflow), timeout
+    )
+    stages = json.loads(direct.stdout.strip().splitlines()[-1])
+    return dag_s, sum(stages.values()), stages
+
+
+def run(scale: dict[str, Any]) -> list[Row]:
+    work = Path(tempfile.mkdtemp(prefix="kaizen-bench-dataops-"))
+    settings = Settings(_env_file=None, home=REPO, airflow_home=work / "airflow")
+    airflow = airflow_environ(settings)
+    cli = str(Path(sys.executable).with_name("airflow"))
+    _run([cli, "db", "migrate"], {**os.environ, **airflow}, timeout=600)
+    rows_out: list[Row] = []
+    for rows in scale["rows"]:
+        _world(work, rows)
+        for engine in scale["engines"]:
+            row_id = (
+                "8" if (rows == scale["headline"] and engine == "pandas") else f"8-{rows}-{engine}"
+            )
+            hot_path = f"dataops_daily, 1 day of {rows:,} orders, {engine}, `airflow dags test`"
+            try:
+                dag_s, direct_s, stages = measure(work, rows, engine, airflow, scale["timeout"])
+            except Exception as exc:  # one size timing out must not lose the others
+                goal = "<= 1.5x" if row_id == "8" else "report"
+                rows_out.append(error_row(row_id, hot_path, goal, exc))
+                continue
+            rows_out.append(
+                Row(
+                    row=row_id,
+                    hot_path=hot_path,
+                    baseline="the sum of its stage callables, called directly",
+                    measured_s=dag_s,
+                    baseline_s=direct_s,
+                    goal="<= 1.5x" if row_id == "8" else "report",
+                    notes=", ".join(f"{k} {v:.1f}s" for k, v in stages.items()),
+                    extra={"rows_per_day": rows, "engine": engine, "stages_s": stages},
+                )
+            )
+        shutil.rmtree(work / "raw", ignore_errors=True)
+    return rows_out

@@ -1,0 +1,97 @@
+"""The bench harness keeps working: a tiny run writes a well-formed report, a crash is a row.
+
+Never asserts on timings: the numbers belong to `make bench`, not to the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+REPORT_KEYS = {"row", "hot_path", "baseline", "measured_s", "baseline_s", "ratio", "goal", "pass"}
+
+
+def _report(results: Path) -> tuple[dict, str]:
+    (json_path,) = results.glob("*.json")
+    return json.loads(json_path.read_text()), json_path.with_suffix(".md").read_text()
+
+
+@pytest.fixture
+def bench_main(monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.syspath_prepend(str(REPO))  # `bench` is a top-level package of the repo
+    from bench import __main__ as bench_main
+
+    return bench_main
+
+
+def test_a_crashing_benchmark_is_an_error_row_and_the_run_goes_on(
+    bench_main: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bench.common import Row
+
+    def crash(scale: object) -> list[Row]:
+        raise RuntimeError("store unreachable\nsecond line")
+
+    def fine(scale: object) -> list[Row]:
+        return [Row("9", "log + register", "joblib.dump", 2.0, 1.0, "report")]
+
+    monkeypatch.setattr(bench_main, "SUITES", {"ingest": crash, "mlflow": fine})
+    monkeypatch.setattr(
+        sys, "argv", ["bench", "--quick", "--rows", "1,9", "--results-dir", str(tmp_path)]
+    )
+    bench_main.main()  # returns normally: benchmarks never fail the build
+    report, md = _report(tmp_path)
+    rows = {r["row"]: r for r in report["rows"]}
+    assert set(rows) == {"1", "9"}
+    assert rows["1"]["pass"] is False and rows["1"]["ratio"] is None
+    assert rows["1"]["error"] == "RuntimeError: store unreachable"
+    assert rows["9"]["ratio"] == 2.0 and rows["9"]["pass"] is None
+    assert (
+        "| 1 | ingest | - | - | - | - | <= 1.5x | ERROR | RuntimeError: store unreachable |" in md
+    )
+
+
+def test_unknown_rows_are_refused(bench_main: object) -> None:
+    with pytest.raises(SystemExit, match="unknown bench rows"):
+        bench_main.selected("7,42", None)
+    assert bench_main.selected("8, 7", None) == ["dags", "dataops"]
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+def test_one_sample_dag_parse_bench_writes_a_well_formed_report(
+    bench_main: object, tmp_path: Path
+) -> None:
+    from bench import bench_dags
+    from bench.common import write_report
+
+    write_report(bench_dags.run({"samples": 1}), {"dags": {"samples": 1}}, tmp_path)
+    report, md = _report(tmp_path)
+    dag_files = sorted((REPO / "dags").glob("*.py"))
+    rows = report["rows"]
+    assert len(rows) == len(dag_files)
+    for row, path in zip(rows, dag_files, strict=True):
+        assert set(row) >= REPORT_KEYS and not row["error"], row
+        assert row["row"].startswith("7") and path.name in row["hot_path"]
+        assert row["measured_s"] > 0 and row["baseline_s"] > 0 and row["goal"] == "<= 1.2x"
+        assert isinstance(row["pass"], bool)
+    assert md.count("\n| 7") == len(dag_files)
+
+
+def test_a_partial_rerun_keeps_the_other_rows_and_their_direction(
+    bench_main: object, tmp_path: Path
+) -> None:
+    from bench.common import Row, write_report
+
+    throughput = Row("4", "rows/s", "raw rows/s", 4.0, 1.0, ">= 0.5x", higher_is_better=True)
+    write_report([throughput, Row("7a", "parse", "empty", 1.0, 1.0, "<= 1.2x")], {}, tmp_path)
+    write_report([Row("7a", "parse", "empty", 3.0, 1.0, "<= 1.2x")], {}, tmp_path, partial=True)
+    rows = {r["row"]: r for r in _report(tmp_path)[0]["rows"]}
+    assert rows["4"]["ratio"] == 0.25 and rows["4"]["pass"] is False
+    assert rows["7a"]["ratio"] == 3.0
+    write_report([Row("1", "ingest", "pyarrow", 1.0, 1.0, "<= 1.5x")], {}, tmp_path)
+    assert [r["row"] for r in _report(tmp_path)[0]["rows"]] == ["1"]  # a full run replaces
