@@ -450,6 +450,7 @@ def test_serve_params_and_the_platform_component(tmp_path: Path) -> None:
                 "log_queue_max": 10,
                 "log_flush_rows": 11,
                 "log_flush_seconds": 1,
+                "online_timeout_seconds": 1.0,
             }
         )
     (api,) = [
