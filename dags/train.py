@@ -64,16 +64,11 @@ def train() -> None:
         if requests:  # the monitor already applied its guards (clean data, cooldown)
             print(f"retrain requested by the monitor: {[e.extra for e in requests]}")
             return True
-        from kaizen.model.registry import latest_version
-        from kaizen.stages.training_set import final_labels
+        from kaizen.stages.training_set import new_labels_since_last_model
 
         rt = runtime()
-        version = latest_version(rt)
-        trained_on = int((version.tags or {}).get("kaizen.training_set_rows", 0)) if version else 0
-        fresh = final_labels(rt) - trained_on
-        print(
-            f"{fresh} more final labels than version {getattr(version, 'version', '-')} was trained on"
-        )
+        fresh, version = new_labels_since_last_model(rt)
+        print(f"{fresh} more final labels than version {version} was trained on")
         return fresh >= rt.params.train.retrain_min_new_labels
 
     @task(execution_timeout=dt.timedelta(hours=2))

@@ -155,6 +155,23 @@ LABELLED_START = dt.date(2026, 1, 1)
 LABELLED_DATES = [(LABELLED_START + dt.timedelta(days=i)).isoformat() for i in range(LABELLED_DAYS)]
 
 
+def clone_working_tree(dest: Path) -> Path:
+    """A git clone of the checkout with its uncommitted changes applied: tests that run the
+    project the way a user would (dvc repro, the DAGs) test the working tree, not the last
+    commit."""
+    import subprocess
+
+    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "diff", "HEAD", "--binary"], capture_output=True, check=True
+    ).stdout
+    if dirty:
+        subprocess.run(
+            ["git", "-C", str(dest), "apply", "--whitespace=nowarn"], input=dirty, check=True
+        )
+    return dest
+
+
 def make_settings(root: Path, **extra: object) -> Settings:
     """Settings whose lake, Feast stores, MLflow stores and GX output all live under `root`."""
     return Settings(

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import clone_working_tree
 
 # The smallest world that trains and promotes: terms 0, so an invoice's label is final 30
 # days after it is issued; 45 days leave 15 labelled days (5 of them the holdout).
@@ -89,14 +89,7 @@ DRIVER = textwrap.dedent("""
 def _clone(tmp_path: Path) -> Path:
     """A clone of the working tree with the small world in its params.yaml."""
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "diff", "HEAD", "--binary"], capture_output=True, check=True
-    ).stdout
-    if dirty:  # test the working tree, not only the last commit
-        subprocess.run(
-            ["git", "-C", str(clone), "apply", "--whitespace=nowarn"], input=dirty, check=True
-        )
+    clone_working_tree(clone)
     import yaml
 
     params_file = clone / "params.yaml"

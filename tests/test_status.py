@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SmallStore, small_world
+from conftest import SmallStore, make_settings, small_world
 from typer.testing import CliRunner
 
 from kaizen.cli import app
@@ -25,16 +25,8 @@ DS = "2026-01-02"
 
 
 def _settings(root: Path, feast_data_dir: Path) -> Settings:
-    return Settings(
-        _env_file=None,
-        home=REPO,
-        raw_root=str(root / "raw"),
-        lake_root=str(root / "lake"),
-        gx_uncommitted_dir=root / "gx",
-        gx_data_docs="failures",
-        feast_data_dir=feast_data_dir,
-        runtime_dir=root / "runtime",
-        airflow_home=root / "airflow",
+    return make_settings(root, airflow_home=root / "airflow").model_copy(
+        update={"feast_data_dir": feast_data_dir}
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, make_settings
+from conftest import clone_working_tree, make_settings
 from pydantic import SecretStr
 
 from kaizen.errors import InputError
@@ -195,14 +195,7 @@ def test_a_single_class_training_set_registers_nothing(
 
 def _clone(tmp_path: Path, labelled_world: Path) -> tuple[Path, dict[str, str]]:
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "diff", "HEAD", "--binary"], capture_output=True, check=True
-    ).stdout
-    if dirty:  # test the working tree, not only the last commit
-        subprocess.run(
-            ["git", "-C", str(clone), "apply", "--whitespace=nowarn"], input=dirty, check=True
-        )
+    clone_working_tree(clone)
     shutil.copytree(labelled_world / "lake", clone / "data" / "lake")
     params = clone / "params.yaml"
     params.write_text(params.read_text().replace("holdout_days: 7 ", "holdout_days: 5 "))

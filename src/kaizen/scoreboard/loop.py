@@ -142,8 +142,7 @@ def _operator_fixes(rt: Runtime, s: Scenario, ds: str, day: Day, timed: _Clock) 
 
 def _train_reason(rt: Runtime, ds: str, emitted: bool, requested: bool) -> str | None:
     """Why the train DAG runs for this day, or None (the train DAG's `new_labels` rule)."""
-    from kaizen.model.registry import latest_version
-    from kaizen.stages.training_set import final_labels
+    from kaizen.stages.training_set import new_labels_since_last_model
 
     if requested:
         return "retrain request"
@@ -152,9 +151,7 @@ def _train_reason(rt: Runtime, ds: str, emitted: bool, requested: bool) -> str |
         return "weekly"
     if not emitted:
         return None
-    version = latest_version(rt)
-    trained_on = int((version.tags or {}).get("kaizen.training_set_rows", 0)) if version else 0
-    if final_labels(rt) - trained_on >= rt.params.train.retrain_min_new_labels:
+    if new_labels_since_last_model(rt)[0] >= rt.params.train.retrain_min_new_labels:
         return "new labels"
     return None
 

@@ -8,8 +8,6 @@ join as training, and is the same pipeline with the same `train` params.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -67,12 +65,3 @@ def oracle_scores(
     if not out:
         return pd.DataFrame({"invoice_id": pd.Series(dtype=str), "oracle": pd.Series(dtype=float)})
     return pd.concat(out, ignore_index=True)
-
-
-def day_of(ts: pd.Series) -> pd.Series:
-    return ts.dt.strftime("%Y-%m-%d")
-
-
-def date_range(first: str, last: str) -> list[str]:
-    a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-    return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]

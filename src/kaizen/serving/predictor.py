@@ -97,18 +97,21 @@ class Predictor:
     def decide(self, probability: float) -> str:
         return REVIEW if probability >= self.serve.decision_threshold else APPROVE
 
-    def explain(self, request: PredictRequest, top_k: int) -> dict[str, Any]:
-        """The drivers of the prediction `predict` would serve for this request: the same
-        routing (champion or the customer's canary challenger) and the same online features.
-        Nothing is logged: an explanation is not a decision."""
-        deployment = self.deployment
-        champion, challenger = deployment.champion, deployment.challenger
+    def _require(self, champion: Any) -> None:
         if champion is None:
             self.metrics.errors.labels("no_champion").inc()
             raise NoChampion(
                 f"no model is loaded under the alias {self.params.promote.champion_alias!r}: "
                 "promote a version (or wait for the alias refresh)"
             )
+
+    def explain(self, request: PredictRequest, top_k: int) -> dict[str, Any]:
+        """The drivers of the prediction `predict` would serve for this request: the same
+        routing (champion or the customer's canary challenger) and the same online features.
+        Nothing is logged: an explanation is not a decision."""
+        deployment = self.deployment
+        champion, challenger = deployment.champion, deployment.challenger
+        self._require(champion)
         chosen = route(
             request.customer_id,
             self.production.mode,
@@ -158,12 +161,7 @@ class Predictor:
         started = time.perf_counter()
         deployment = self.deployment  # one read: a swap cannot mix models within this call
         champion, challenger = deployment.champion, deployment.challenger
-        if champion is None:
-            self.metrics.errors.labels("no_champion").inc()
-            raise NoChampion(
-                f"no model is loaded under the alias {self.params.promote.champion_alias!r}: "
-                "promote a version (or wait for the alias refresh)"
-            )
+        self._require(champion)
         now = self.clock()
         ids = [r.request_id or uuid.uuid4().hex for r in requests]
         routes = [

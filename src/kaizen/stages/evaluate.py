@@ -170,8 +170,11 @@ def evaluate(
                     )
             mlflow.log_dict({"holdout": overall, "slices": slices}, "evaluation/metrics.json")
             if ranked:
+                import matplotlib.pyplot as plt
+
                 for name, figure in _figures(curves, ranked).items():
                     mlflow.log_figure(figure, f"evaluation/{name}.png")
+                    plt.close(figure)  # pyplot keeps every figure: a long loop would grow
             mlflow.log_artifacts(str(out / "explain"), "explain")
             log_background(background)
             mlflow.set_tag("kaizen.stage", "evaluated")

@@ -160,3 +160,14 @@ def final_labels(rt: Runtime, cutoff: str | None = None) -> int:
     return len(
         labelled_invoices(table.to_pandas(), as_of(cutoff_ds), rt.params.featurize.late_after_days)
     )
+
+
+def new_labels_since_last_model(rt: Runtime) -> tuple[int, str]:
+    """How many more labels are final than the newest registered version was trained on,
+    and that version (`-` when none): the train DAG retrains on it past
+    `train.retrain_min_new_labels`."""
+    from kaizen.model.registry import latest_version
+
+    version = latest_version(rt)
+    trained_on = int((version.tags or {}).get("kaizen.training_set_rows", 0)) if version else 0
+    return final_labels(rt) - trained_on, str(getattr(version, "version", "-"))
