@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+IMPROVEMENTS = Path(__file__).resolve().parent / "improvements.json"  # before/after per change
 
 
 @dataclass
@@ -135,4 +136,25 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
             f"| {r.row} | {r.hot_path} | {r.baseline} | {r.measured_s:.3f}s | {r.baseline_s:.3f}s "
             f"| {r.ratio:.2f}x | {r.goal} | {verdict} | {r.notes} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + improvements(rows)) + "\n"
+
+
+def improvements(rows: list[Row], path: Path = IMPROVEMENTS) -> list[str]:
+    """The before -> after table: each recorded change, its ratio before, and this run's."""
+    if not path.exists():
+        return []
+    ratios = {r.row: r.ratio for r in rows if not r.error}
+    lines = [
+        "",
+        "## Improvements (before -> after)",
+        "",
+        "| row | change | before | after (this report) |",
+        "|---|---|---|---|",
+    ]
+    for item in json.loads(path.read_text()):
+        after = ratios.get(item["row"])
+        lines.append(
+            f"| {item['row']} | {item['change']} | {item['before']:.2f}x ({item['before_measured']}) "
+            f"| {'not in this run' if after is None else f'{after:.2f}x'} |"
+        )
+    return lines

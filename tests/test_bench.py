@@ -95,3 +95,32 @@ def test_a_partial_rerun_keeps_the_other_rows_and_their_direction(
     assert rows["7a"]["ratio"] == 3.0
     write_report([Row("1", "ingest", "pyarrow", 1.0, 1.0, "<= 1.5x")], {}, tmp_path)
     assert [r["row"] for r in _report(tmp_path)[0]["rows"]] == ["1"]  # a full run replaces
+
+
+def test_the_report_shows_each_recorded_improvement_before_and_after(tmp_path: Path) -> None:
+    from bench.common import Row, improvements
+
+    recorded = tmp_path / "improvements.json"
+    recorded.write_text(
+        json.dumps(
+            [
+                {"row": "4-redis", "change": "c1", "before": 0.26, "before_measured": "then"},
+                {"row": "3-redis", "change": "c2", "before": 5.0, "before_measured": "then"},
+            ]
+        )
+    )
+    rows = [
+        Row(
+            row="4-redis",
+            hot_path="h",
+            baseline="b",
+            measured_s=1.0,
+            baseline_s=2.0,
+            goal=">= 0.5x",
+            higher_is_better=True,
+        )
+    ]
+    lines = improvements(rows, recorded)
+    assert "| 4-redis | c1 | 0.26x (then) | 2.00x |" in lines  # rows/s: baseline / measured
+    assert "| 3-redis | c2 | 5.00x (then) | not in this run |" in lines
+    assert all(json.loads((REPO / "bench" / "improvements.json").read_text()))

@@ -197,16 +197,15 @@ root = Path(sys.argv[2])
 settings = Settings(_env_file=None, home=Path(sys.argv[1]), lake_root=str(root / "lake"),
                     feast_data_dir=root / "feast", gx_uncommitted_dir=root / "gx")
 calls = {"n": 0}
-from kaizen.featurestore.store import open_store
-store = open_store(settings)
-original = store.write_to_online_store
-def write(view, df, **kw):
+from kaizen.featurestore import arrow_rows
+original = arrow_rows.write_batch
+def write(store, view, batch):
     calls["n"] += 1
     if calls["n"] == 2:  # one view written, the others not: mid-interval
         print("paused", flush=True)
         time.sleep(60)
-    return original(view, df, **kw)
-store.write_to_online_store = write
+    return original(store, view, batch)
+arrow_rows.write_batch = write
 stage.materialize("2026-01-05", "2026-02-05", Runtime(settings))
 """
 

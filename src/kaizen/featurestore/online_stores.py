@@ -14,6 +14,10 @@ the batch), and Redis gets one compare-and-set script call per group of entities
 than one per entity. Rows of the same entity keep their order, so the result is the same
 as writing them one by one.
 
+Both write `SerializedRow`s (keys and values already bytes): Feast's `online_write_batch`
+rows are serialized on the way in, and `kaizen.featurestore.arrow_rows` builds them straight
+from Arrow for the materialize stage, skipping Feast's per-value conversion.
+
 SQLite reads return exactly what Feast's `SqliteOnlineStore.online_read` returns, with less
 Python per call: Feast converts the event time of every feature row it fetches (50 for a
 50-feature view), this converts the one timestamp each result carries. Redis reads are
@@ -25,7 +29,7 @@ Used through `feature_store.yaml` (`type: kaizen.featurestore.online_stores.<Cla
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -51,6 +55,22 @@ from feast.repo_config import RepoConfig
 from google.protobuf.timestamp_pb2 import Timestamp
 
 Row = tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]
+# A row with its entity key and values already serialized, the form both stores write:
+# (entity key bytes, event time, created time, feature names, one serialized value each).
+# `kaizen.featurestore.arrow_rows` builds these straight from Arrow, skipping the protos.
+SerializedRow = tuple[bytes, datetime, datetime | None, tuple[str, ...], Sequence[bytes]]
+
+
+def serialized(data: Iterable[Row], version: int) -> Iterator[SerializedRow]:
+    """Feast's rows (`online_write_batch`'s `data`) as `SerializedRow`s."""
+    for entity_key, values, event_ts, created_ts in data:
+        yield (
+            entity_key_bytes(entity_key, version),
+            event_ts,
+            created_ts,
+            tuple(values),
+            [value.SerializeToString() for value in values.values()],
+        )
 
 
 def _utc(ts: datetime) -> datetime:
@@ -72,12 +92,16 @@ def entity_key_bytes(entity_key: EntityKeyProto, version: int) -> bytes:
         value = entity_key.entity_values[0]
         kind = value.WhichOneof("val")
         if kind == "int64_val":
-            head = _key_head(entity_key.join_keys[0], ValueType.INT64)
-            return head + b"\x08\x00\x00\x00" + _I64(value.int64_val)
+            return int64_key_head(entity_key.join_keys[0]) + _I64(value.int64_val)
         if kind == "string_val":
             text = value.string_val.encode("utf8")
             return _key_head(entity_key.join_keys[0], ValueType.STRING) + _U32(len(text)) + text
     return serialize_entity_key(entity_key, entity_key_serialization_version=version)
+
+
+def int64_key_head(join_key: str) -> bytes:
+    """The bytes of a version-3 key of one int64 `join_key` before the value's 8 bytes."""
+    return _key_head(join_key, ValueType.INT64) + b"\x08\x00\x00\x00"
 
 
 def _key_head(join_key: str, value_type: int) -> bytes:
@@ -144,6 +168,16 @@ class MonotonicSqliteOnlineStore(SqliteOnlineStore):
         data: list[Row],
         progress: Callable[[int], Any] | None,
     ) -> None:
+        self.write_serialized(
+            config, table, serialized(data, config.entity_key_serialization_version)
+        )
+        if progress:
+            progress(len(data))
+
+    def write_serialized(
+        self, config: RepoConfig, table: Any, data: Iterable[SerializedRow]
+    ) -> None:
+        """Write rows whose keys and values are already serialized, in one transaction."""
         conn = self._get_conn(config)
         name = _quote_id(
             _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
@@ -155,26 +189,23 @@ class MonotonicSqliteOnlineStore(SqliteOnlineStore):
             "event_ts = excluded.event_ts, created_ts = excluded.created_ts "
             f"WHERE excluded.event_ts >= {name}.event_ts"
         )
-        version = config.entity_key_serialization_version
-        keys = [entity_key_bytes(row[0], version) for row in data]
+        rows = data if isinstance(data, list) else list(data)
         # Key order turns random B-tree inserts into appends; the sort is stable, so the
         # rows of one entity keep their order and the last newer-or-equal one still wins.
-        order = sorted(range(len(data)), key=keys.__getitem__)
+        order = sorted(range(len(rows)), key=lambda i: rows[i][0])
         # Feast stores SQLite timestamps as Unix seconds (its registered adapter and reader).
         seconds = _Seconds()
 
-        def rows() -> Iterator[tuple[bytes, str, bytes, int, int | None]]:
+        def values() -> Iterator[tuple[bytes, str, bytes, int, int | None]]:
             for i in order:
-                _entity, values, event_ts, created_ts = data[i]
-                key, event = keys[i], seconds[event_ts]
+                key, event_ts, created_ts, names, blobs = rows[i]
+                event = seconds[event_ts]
                 created = seconds[created_ts] if created_ts else None
-                for feature, value in values.items():
-                    yield key, feature, value.SerializeToString(), event, created
+                for feature, blob in zip(names, blobs, strict=True):
+                    yield key, feature, blob, event, created
 
         with conn:  # one transaction for the batch
-            conn.executemany(sql, rows())
-        if progress:
-            progress(len(data))
+            conn.executemany(sql, values())
 
     def online_read(
         self,
@@ -281,13 +312,22 @@ class MonotonicRedisOnlineStore(RedisOnlineStore):
         data: list[Row],
         progress: Callable[[int], Any] | None,
     ) -> None:
+        self.write_serialized(
+            config, table, serialized(data, config.entity_key_serialization_version)
+        )
+        if progress:
+            progress(len(data))
+
+    def write_serialized(
+        self, config: RepoConfig, table: Any, data: Iterable[SerializedRow]
+    ) -> None:
+        """Write rows whose keys and values are already serialized, in one pipeline."""
         store_config = config.online_store
         client = self._get_client(store_config)
         script = client.register_script(_CAS)
         view = _versioned_fv_name(table, config)  # the name Feast's reads look for
         head = [f"_tsu:{view}", f"_ts:{view}", store_config.key_ttl_seconds or 0]
         fields: dict[str, bytes] = {}  # feature -> its hash field
-        version = config.entity_key_serialization_version
         project = config.project.encode("utf8")
         stamps = _Stamps()
         cluster = store_config.redis_type == RedisType.redis_cluster
@@ -304,21 +344,18 @@ class MonotonicRedisOnlineStore(RedisOnlineStore):
                     keys.clear()
                     args.clear()
 
-            for entity_key, values, event_ts, _created in data:
-                if len(values) != len(names) or tuple(values) != names:
+            for key, event_ts, _created, row_names, blobs in data:
+                if row_names is not names and row_names != names:
                     flush()  # rows of a group share their feature names
-                    names = tuple(values)
+                    names = row_names
                     for name in names:
                         if name not in fields:
                             fields[name] = _mmh3(f"{view}:{name}")
                     limit = 1 if cluster else max(1, _ARGS_PER_CALL // (len(names) + 2))
-                micros, stamp = stamps[event_ts]
-                keys.append(entity_key_bytes(entity_key, version) + project)
-                args += (micros, stamp)
-                args += [value.SerializeToString() for value in values.values()]
+                keys.append(key + project)
+                args += stamps[event_ts]
+                args += blobs
                 if len(keys) >= limit:
                     flush()
             flush()
             pipe.execute()
-        if progress:
-            progress(len(data))

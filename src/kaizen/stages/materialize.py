@@ -37,8 +37,7 @@ def interval_days(start: str, end: str, overlap_days: int) -> list[str]:
 
 
 def materialize(start: str, end: str, rt: Runtime | None = None) -> StageResult:
-    import warnings
-
+    from kaizen.featurestore.arrow_rows import write_batch
     from kaizen.featurestore.store import open_store
 
     rt = rt or Runtime()
@@ -64,9 +63,7 @@ def materialize(start: str, end: str, rt: Runtime | None = None) -> StageResult:
                     pc.invert(pc.is_in(table.column(ENTITY), value_set=written[view]))
                 )
                 for batch in fresh.to_batches(max_chunksize=fs.materialize_chunk_rows):
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # Feast warns on every write of a frame
-                        store.write_to_online_store(view, batch.to_pandas())
+                    write_batch(store, view, batch)
                 written[view] = pa.concat_arrays(
                     [written[view], fresh.column(ENTITY).combine_chunks()]
                 )
