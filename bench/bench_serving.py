@@ -1,4 +1,4 @@
-"""Row 10: the prediction API over loopback against its own parts measured in process.
+"""Row 6: the prediction API over loopback against its own parts measured in process.
 
 * `/predict` p50 and p99 (bearer token, JSON, uvicorn, one online read, one predict_proba,
   the prediction log hand-off) from `kaizen serve` in a child process, one request at a time
@@ -7,7 +7,9 @@
   of `read_features` (the same feature service, policy and store) plus the p99 of the loaded
   model's one-row predict on those features. Goal: the API within 1.3x of that sum;
 * throughput (requests/s) with 1 and 2 uvicorn workers, 8 client threads in this process
-  (the clients share the machine's cores with the server: a floor, not a ceiling).
+  (the clients share the machine's cores with the server: a floor, not a ceiling);
+* both registered forms of the model (`serve.model_format`): scikit-learn (row 6) and ONNX
+  Runtime (row 6-onnx, and 6f: what ONNX saves per request against scikit-learn).
 
 The store is SQLite with synthetic features of `customers` (Feast's own repo, a workspace
 copy); the model is the production pipeline trained on them and registered in a private
@@ -23,6 +25,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -74,7 +77,7 @@ def _register(rt: Any, store: Any, customers: int) -> str:
     from kaizen.model.data import model_inputs
     from kaizen.model.pipeline import build
     from kaizen.model.serialization import audited_trusted_types
-    from kaizen.stages.register import pip_requirements
+    from kaizen.stages.register import ONNX_DIR, ONNX_TAG, onnx_form, pip_requirements
 
     rng = np.random.default_rng(5)
     rows = [
@@ -93,8 +96,9 @@ def _register(rt: Any, store: Any, customers: int) -> str:
     inputs = model_inputs(frame)
     model = build(inputs, rt.params.train).fit(frame[inputs.all], label)  # production params
     example = frame[inputs.all].head(5)
+    onnx = onnx_form(model, inputs, frame, rt.params.register_.onnx)
     tracking.configure(rt.settings, "bench-serving")
-    with mlflow.start_run():
+    with mlflow.start_run(), tempfile.TemporaryDirectory() as tmp:
         logged = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -105,9 +109,12 @@ def _register(rt: Any, store: Any, customers: int) -> str:
             pip_requirements=pip_requirements(),
             registered_model_name=MODEL,
         )
+        (Path(tmp) / "model.onnx").write_bytes(onnx.serialized)
+        mlflow.log_artifact(str(Path(tmp) / "model.onnx"), ONNX_DIR)
     number = str(logged.registered_model_version)
     client = MlflowClient()
     client.set_model_version_tag(MODEL, number, "kaizen.feature_service", SERVICE)
+    client.set_model_version_tag(MODEL, number, ONNX_TAG, f"{ONNX_DIR}/model.onnx")
     client.set_registered_model_alias(MODEL, "champion", number)
     return number
 
@@ -209,10 +216,88 @@ def _throughput(url: str, customers: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - started)
 
 
-def run(size: dict[str, Any]) -> list[Row]:
+def _latency(
+    api: Api, served: Any, store: Any, policy: str, customers: int, requests: int, warmup: int
+) -> dict[str, Any]:
+    """API, read and predict times (ms) of `requests` sequential requests, interleaved."""
     import httpx
 
     from kaizen.featurestore.online import read_features
+
+    rng = random.Random(11)
+    api_ms: list[float] = []
+    read_ms: list[float] = []
+    predict_ms: list[float] = []
+    clock = time.perf_counter
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=api.url, headers=headers, timeout=30, trust_env=False) as http:
+        load_before = load_average()
+        for i in range(warmup + requests):
+            body = {
+                "customer_id": rng.randint(1, customers),
+                "requested_amount": round(rng.uniform(50, 5000), 2),
+            }
+            row = {
+                "customer_id": rng.randint(1, customers),
+                "requested_amount": body["requested_amount"],
+            }
+            t0 = clock()
+            response = http.post("/predict", json=body)
+            t1 = clock()
+            assert response.status_code == 200, response.text
+            (entity,) = read_features(
+                store, SERVICE, [row], dt.datetime.now(dt.UTC), policy
+            ).entities
+            t2 = clock()
+            served.score(served.frame(served.input_rows([{**entity.values, **row}])))
+            t3 = clock()
+            if i >= warmup:
+                api_ms.append((t1 - t0) * 1e3)
+                read_ms.append((t2 - t1) * 1e3)
+                predict_ms.append((t3 - t2) * 1e3)
+        load_after = load_average()
+    return {
+        "api": api_ms,
+        "read": read_ms,
+        "predict": predict_ms,
+        "load": f"{load_before} -> {load_after}",
+    }
+
+
+def _latency_row(form: str, t: dict[str, Any], requests: int, cpus: tuple[Any, Any]) -> Row:
+    p50, p99 = percentile(t["api"], 50), percentile(t["api"], 99)
+    r50, r99 = percentile(t["read"], 50), percentile(t["read"], 99)
+    m50, m99 = percentile(t["predict"], 50), percentile(t["predict"], 99)
+    server_cpus, client_cpus = cpus
+    return Row(
+        row="6" if form == "sklearn" else f"6-{form}",
+        hot_path=(
+            "prediction API POST /predict p99 over loopback (token, 1 customer, credit_risk_v1, "
+            f"champion, log hand-off), {form} form"
+        ),
+        baseline="online read p99 + in-process one-row predict p99, same store and model form",
+        measured_s=p99 / 1e3,
+        baseline_s=(r99 + m99) / 1e3,
+        goal="<= 1.3x",
+        notes=(
+            f"API p50 {p50:.2f} ms, p99 {p99:.2f} ms; read p50 {r50:.2f} / p99 {r99:.2f} ms, "
+            f"predict p50 {m50:.2f} / p99 {m99:.2f} ms; {requests:,} sequential requests, keep-alive, "
+            f"interleaved with the baseline; server on cores {sorted(server_cpus or [])}, client on "
+            f"{sorted(client_cpus or [])}; load {t['load']}"
+        ),
+        extra={
+            "form": form,
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "read_p99_ms": r99,
+            "predict_p99_ms": m99,
+            "read_p50_ms": r50,
+            "predict_p50_ms": m50,
+        },
+    )
+
+
+def run(size: dict[str, Any]) -> list[Row]:
     from kaizen.runtime import Runtime
     from kaizen.serving.deployment import load_served
 
@@ -220,23 +305,26 @@ def run(size: dict[str, Any]) -> list[Row]:
     ws = workspace("serving")
     try:
         write_days(ws, list(VIEWS), customers, [DAY])
-        params = ws.root / "params.yaml"
-        params.write_text(
+        base = (
             (REPO / "params.yaml")
             .read_text()
             .replace("freshness_policy: refuse", "freshness_policy: mark")
         )
-        settings = ws.settings("sqlite", runtime_dir=ws.root / "runtime", params_file=params)
+        forms = {}
+        for form in ("sklearn", "onnx"):
+            forms[form] = ws.root / f"params-{form}.yaml"
+            forms[form].write_text(base.replace("model_format: sklearn", f"model_format: {form}"))
+        settings = ws.settings(
+            "sqlite", runtime_dir=ws.root / "runtime", params_file=forms["sklearn"]
+        )
         rt = Runtime(settings)
         store = apply_repo(settings)
         _materialize(rt)
         number = _register(rt, store, customers)
-        served = load_served(rt, number, "champion")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAIZEN_")}
         env.update(
             {
                 "KAIZEN_HOME": str(ws.root),
-                "KAIZEN_PARAMS_FILE": str(params),
                 "KAIZEN_SOURCES_FILE": str(REPO / "sources.yaml"),
                 "KAIZEN_FEAST_REPO": str(settings.feast_repo),
                 "KAIZEN_FEAST_DATA_DIR": str(settings.feast_data_dir),
@@ -249,92 +337,63 @@ def run(size: dict[str, Any]) -> list[Row]:
             }
         )
         policy = rt.params.serve.freshness_policy
-        rng = random.Random(11)
-        api_ms: list[float] = []
-        read_ms: list[float] = []
-        predict_ms: list[float] = []
-        clock = time.perf_counter
-        server_cpus, client_cpus = split_cores()
-        with Api(env, 1, ws.root / "serve-1.log", server_cpus) as api, pinned(client_cpus):
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-            with httpx.Client(
-                base_url=api.url, headers=headers, timeout=30, trust_env=False
-            ) as http:
-                load_before = load_average()
-                for i in range(warmup + requests):
-                    body = {
-                        "customer_id": rng.randint(1, customers),
-                        "requested_amount": round(rng.uniform(50, 5000), 2),
-                    }
-                    row = {
-                        "customer_id": rng.randint(1, customers),
-                        "requested_amount": body["requested_amount"],
-                    }
-                    t0 = clock()
-                    response = http.post("/predict", json=body)
-                    t1 = clock()
-                    assert response.status_code == 200, response.text
-                    (entity,) = read_features(
-                        store, SERVICE, [row], dt.datetime.now(dt.UTC), policy
-                    ).entities
-                    t2 = clock()
-                    served.score(served.frame(served.input_rows([{**entity.values, **row}])))
-                    t3 = clock()
-                    if i >= warmup:
-                        api_ms.append((t1 - t0) * 1e3)
-                        read_ms.append((t2 - t1) * 1e3)
-                        predict_ms.append((t3 - t2) * 1e3)
-                load_after = load_average()
-            rps1 = _throughput(api.url, customers, size["seconds"])
-        with Api(env, 2, ws.root / "serve-2.log") as api:
+        cpus = split_cores()
+        times: dict[str, dict[str, Any]] = {}
+        rps: dict[str, float] = {}
+        for form, params in forms.items():
+            form_rt = Runtime(settings.model_copy(update={"params_file": params}))
+            served = load_served(form_rt, number, "champion")
+            assert served.form == form, served.form
+            form_env = {**env, "KAIZEN_PARAMS_FILE": str(params)}
+            with Api(form_env, 1, ws.root / f"serve-{form}-1.log", cpus[0]) as api, pinned(cpus[1]):
+                times[form] = _latency(api, served, store, policy, customers, requests, warmup)
+                rps[form] = _throughput(api.url, customers, size["seconds"])
+        with Api(
+            {**env, "KAIZEN_PARAMS_FILE": str(forms["sklearn"])}, 2, ws.root / "serve-2.log"
+        ) as api:
             _throughput(api.url, customers, 1.0)  # warm both workers
             rps2 = _throughput(api.url, customers, size["seconds"])
-        p50, p99 = percentile(api_ms, 50), percentile(api_ms, 99)
-        r99, m99 = percentile(read_ms, 99), percentile(predict_ms, 99)
-        r50, m50 = percentile(read_ms, 50), percentile(predict_ms, 50)
-        baseline_rps = 1e3 / (float(np.mean(read_ms)) + float(np.mean(predict_ms)))
+        t = times["sklearn"]
+        baseline_rps = 1e3 / (float(np.mean(t["read"])) + float(np.mean(t["predict"])))
         cores = os.cpu_count()
+        sk99, ox99 = percentile(times["sklearn"]["api"], 99), percentile(times["onnx"]["api"], 99)
+        sk_m50 = percentile(times["sklearn"]["predict"], 50)
+        ox_m50 = percentile(times["onnx"]["predict"], 50)
         return [
+            _latency_row("sklearn", times["sklearn"], requests, cpus),
+            _latency_row("onnx", times["onnx"], requests, cpus),
             Row(
-                row="6",
-                hot_path="prediction API POST /predict p99 over loopback (token, 1 customer, credit_risk_v1, champion, log hand-off)",
-                baseline="online read p99 + in-process one-row predict p99, same store and model",
-                measured_s=p99 / 1e3,
-                baseline_s=(r99 + m99) / 1e3,
-                goal="<= 1.3x",
+                row="6f",
+                hot_path="prediction API POST /predict p99, ONNX form",
+                baseline="the same API serving the scikit-learn form",
+                measured_s=ox99 / 1e3,
+                baseline_s=sk99 / 1e3,
+                goal="report",
                 notes=(
-                    f"API p50 {p50:.2f} ms, p99 {p99:.2f} ms; read p50 {r50:.2f} / p99 {r99:.2f} ms, "
-                    f"predict p50 {m50:.2f} / p99 {m99:.2f} ms; {requests:,} sequential requests, keep-alive, "
-                    f"interleaved with the baseline; server on cores {sorted(server_cpus or [])}, client on "
-                    f"{sorted(client_cpus or [])}; load {load_before} -> {load_after}"
+                    f"p99 {ox99:.2f} ms vs {sk99:.2f} ms; one-row predict p50 {ox_m50:.2f} ms vs "
+                    f"{sk_m50:.2f} ms ({sk_m50 / ox_m50:.0f}x); 1-worker throughput "
+                    f"{rps['onnx']:.0f} vs {rps['sklearn']:.0f} req/s"
                 ),
-                extra={
-                    "p50_ms": p50,
-                    "p99_ms": p99,
-                    "read_p99_ms": r99,
-                    "predict_p99_ms": m99,
-                    "read_p50_ms": r50,
-                    "predict_p50_ms": m50,
-                },
+                extra={"rps_onnx": rps["onnx"], "rps_sklearn": rps["sklearn"]},
             ),
             ThroughputRow(
                 row="6t1",
-                hot_path="prediction API throughput, 1 uvicorn worker (req/s)",
+                hot_path="prediction API throughput, 1 uvicorn worker (req/s), sklearn form",
                 baseline="one in-process read + predict at a time (req/s)",
-                measured_s=1 / rps1,
+                measured_s=1 / rps["sklearn"],
                 baseline_s=1 / baseline_rps,
                 goal="report",
-                notes=f"{rps1:.0f} req/s vs {baseline_rps:.0f} req/s in process; {CLIENT_THREADS} client threads on the same {cores} cores",
-                extra={"rps": rps1},
+                notes=f"{rps['sklearn']:.0f} req/s vs {baseline_rps:.0f} req/s in process; {CLIENT_THREADS} client threads on the same {cores} cores",
+                extra={"rps": rps["sklearn"]},
             ),
             ThroughputRow(
                 row="6t2",
-                hot_path="prediction API throughput, 2 uvicorn workers (req/s)",
+                hot_path="prediction API throughput, 2 uvicorn workers (req/s), sklearn form",
                 baseline="one in-process read + predict at a time (req/s)",
                 measured_s=1 / rps2,
                 baseline_s=1 / baseline_rps,
                 goal="report",
-                notes=f"{rps2:.0f} req/s ({rps2 / rps1:.2f}x one worker); {CLIENT_THREADS} client threads on the same {cores} cores",
+                notes=f"{rps2:.0f} req/s ({rps2 / rps['sklearn']:.2f}x one worker); {CLIENT_THREADS} client threads on the same {cores} cores",
                 extra={"rps": rps2},
             ),
         ]

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -76,7 +77,7 @@ def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
     from kaizen.model.explain import log_background
     from kaizen.model.pipeline import build
     from kaizen.model.serialization import audited_trusted_types
-    from kaizen.stages.register import pip_requirements
+    from kaizen.stages.register import ONNX_DIR, ONNX_TAG, onnx_form, pip_requirements
 
     rng = np.random.default_rng(seed)
     risk = frame["late_ratio_180d"].fillna(0) * 3 + frame["requested_to_credit_limit"].fillna(1)
@@ -87,8 +88,9 @@ def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
     )
     model = build(inputs, train).fit(frame[inputs.all], label)
     example = frame[inputs.all].head(5)
+    onnx = onnx_form(model, inputs, frame, rt.params.register_.onnx)
     tracking.configure(rt.settings, "serving-test")
-    with mlflow.start_run():
+    with mlflow.start_run(), tempfile.TemporaryDirectory() as tmp:
         logged = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -100,11 +102,14 @@ def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
             registered_model_name=MODEL,
         )
         log_background(frame[inputs.all].head(30))  # as `evaluate` logs it, for /explain
+        (Path(tmp) / "model.onnx").write_bytes(onnx.serialized)
+        mlflow.log_artifact(str(Path(tmp) / "model.onnx"), ONNX_DIR)
     number = str(logged.registered_model_version)
     client = MlflowClient()
     tags = {"feature_service": SERVICE, "feature_service_version": "1", "holdout": '{"rows":1}'}
     for key, value in tags.items():
         client.set_model_version_tag(MODEL, number, f"kaizen.{key}", value)
+    client.set_model_version_tag(MODEL, number, ONNX_TAG, f"{ONNX_DIR}/model.onnx")
     return number
 
 
@@ -259,6 +264,29 @@ def test_predict_and_batch_give_the_registered_models_scores(api: TestClient, wo
     assert single[3]["feature_freshness"]["fresh"] is False
     assert len(single[4]["feature_freshness"]["missing_views"]) == 4
     assert len({r["request_id"] for r in single + batched}) == len(single + batched)
+
+
+def test_the_onnx_form_serves_the_registered_scores(world: World, lake: Path) -> None:
+    from kaizen.promotion.models import load
+
+    rt = world.runtime(lake, model_format="onnx")
+    world.aliases(rt, world.versions[0])
+    ids, amounts = [5, 17, 33, STALE_ID, MISSING_ID], [500.0, 80.5, 2500.0, 500.0, 120.0]
+    requests = [
+        {"customer_id": i, "requested_amount": a} for i, a in zip(ids, amounts, strict=True)
+    ]
+    with client_for(world, rt) as api:
+        batch = api.post("/predict/batch", headers=AUTH, json={"requests": requests})
+        meta = api.get("/metadata", headers=AUTH).json()
+    assert batch.status_code == 200, batch.text
+    assert meta["champion"]["form"] == "onnx"
+    expected = load(rt, world.versions[0]).score(
+        typed(online_rows(world.small.store(), ids, amounts))
+    )
+    served = [r["probability"] for r in batch.json()["results"]]
+    # Within the tolerance registration checked, and not the same computation.
+    assert served == pytest.approx(expected.tolist(), abs=rt.params.register_.onnx.parity_atol)
+    assert served != expected.tolist()
 
 
 def test_canary_routing_is_stable_and_close_to_the_share() -> None:
@@ -451,6 +479,7 @@ def test_serve_params_and_the_platform_component(tmp_path: Path) -> None:
                 "log_flush_rows": 11,
                 "log_flush_seconds": 1,
                 "online_timeout_seconds": 1.0,
+                "model_format": "sklearn",
             }
         )
     (api,) = [

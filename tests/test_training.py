@@ -122,6 +122,11 @@ def test_register_carries_the_release_manifest_and_loads_in_a_fresh_process(
     assert tags["feature_service"] == "credit_risk_v1" and tags["feature_service_version"] == "1"
     assert set(json.loads(tags["gx_suites"])) >= {"raw_orders", "features_customer_payments"}
     assert len(tags["git_commit"]) >= 40
+    # The ONNX form is registered with the version, within its parity tolerance.
+    assert tags["onnx"] == "onnx/model.onnx"
+    metrics = client(rt).get_run(version.run_id).data.metrics
+    assert 0 <= metrics["onnx_parity_max_abs_diff"] <= rt.params.register_.onnx.parity_atol
+    assert metrics["onnx_predict_ms_one_row"] > 0
     assert (
         client(rt).get_model_version_by_alias("credit_risk", "candidate").version == version.version
     )

@@ -43,3 +43,9 @@ class BatchQuarantined(KaizenError):
     """A batch failed its gate and was moved to quarantine (nothing was lost)."""
 
     exit_code = 4
+
+
+class ModelRefused(KaizenError):
+    """A trained model fails a check that registration requires (nothing was registered)."""
+
+    exit_code = 5

@@ -126,10 +126,18 @@ class ExplainParams(_Section):
     seed: int
 
 
+class OnnxParams(_Section):
+    """The ONNX form registered with every version, and how close it must score."""
+
+    enabled: bool
+    parity_atol: Annotated[float, Field(gt=0, le=0.1)]  # max |P(late) ONNX - scikit-learn|
+
+
 class RegisterParams(_Section):
     experiment: Annotated[str, Field(min_length=1)]
     model_name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
     candidate_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+    onnx: OnnxParams
 
 
 class FloorsParams(_Section):
@@ -227,6 +235,7 @@ class ServeParams(_Section):
     log_flush_rows: Annotated[int, Field(ge=1)]
     log_flush_seconds: Annotated[float, Field(gt=0, le=3600)]
     online_timeout_seconds: Annotated[float, Field(gt=0, le=60)]  # a Redis read gives up then
+    model_format: Literal["sklearn", "onnx"]  # which registered form scores requests
 
     @model_validator(mode="after")
     def _flush_fits_queue(self) -> ServeParams:

@@ -19,6 +19,8 @@ from kaizen.errors import InputError
 from kaizen.model.data import Inputs
 from kaizen.params import TrainParams
 
+MISSING_TEXT = "missing"  # what a missing categorical input is encoded as
+
 
 def calibration_split(frame: pd.DataFrame, inputs: Inputs, folds: int) -> TimeSeriesSplit:
     """Time-ordered calibration folds whose first training part has a value of every numeric
@@ -50,9 +52,16 @@ def build(
     """`monotone_increasing`: inputs whose growth may never lower the risk (a domain rule the
     promotion gate checks); the trees are constrained to respect it. `cv`: the calibration
     folds (`calibration_split`), by default `calibration_folds` equal time-ordered folds."""
+    # A missing text value arrives as None (parquet, Feast) or NaN (pandas joins). The
+    # default imputer catches NaN only, and the encoder then learns None as a category of
+    # its own: the same gap would encode two ways. Both become MISSING_TEXT.
     categorical = Pipeline(
         [
-            ("fill", SimpleImputer(strategy="constant", fill_value="missing")),
+            ("fill_nan", SimpleImputer(strategy="constant", fill_value=MISSING_TEXT)),
+            (
+                "fill_none",
+                SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING_TEXT),
+            ),
             ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]
     )

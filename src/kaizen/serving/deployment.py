@@ -39,7 +39,12 @@ class ServedModel:
     version: Version
     feature_service: str
     categorical: frozenset[str]  # inputs the model reads as text; the rest are numbers
+    onnx: Any = None  # the version's ONNX form (OnnxModel) when serve.model_format is onnx
     loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def form(self) -> str:
+        return "sklearn" if self.onnx is None else "onnx"
 
     @property
     def number(self) -> str:
@@ -79,6 +84,8 @@ class ServedModel:
         thread. The limit is per thread (requests run on the server's worker threads), and a
         controller built once makes it cheap; on two busy cores an unlimited one-row predict
         of the trees was measured ~10x slower than a limited one."""
+        if self.onnx is not None:  # parity with the scikit-learn form checked at registration
+            return self.onnx.predict_proba(frame)[:, 1]
         with _openmp().limit(limits=1, user_api="openmp"):
             return self.version.model.predict_proba(frame[self.inputs])[:, 1]
 
@@ -95,6 +102,7 @@ class ServedModel:
             "run_id": self.version.run_id,
             "feature_service": self.feature_service,
             "inputs": self.inputs,
+            "form": self.form,
             "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
             "manifest": manifest(self.version),
         }
@@ -106,17 +114,13 @@ _explainers_lock = threading.Lock()
 
 def _explainer(version: Version, categorical: frozenset[str]) -> Any:
     """One explainer per loaded version, built on first use (a background download)."""
-    from kaizen.model.data import Inputs
     from kaizen.model.explain import ProbabilityExplainer, load_background
 
     key = f"{version.run_id}/{version.number}"
     with _explainers_lock:
         if key not in _explainers:
             background = load_background(version.run_id)
-            inputs = Inputs(
-                [c for c in version.inputs if c not in categorical],
-                [c for c in version.inputs if c in categorical],
-            )
+            inputs = _inputs(version, categorical)
             if len(_explainers) >= 4:  # champion, challenger and the ones they replaced
                 _explainers.pop(next(iter(_explainers)))
             _explainers[key] = ProbabilityExplainer(version.model, background, inputs, seed=0)
@@ -160,11 +164,44 @@ def served(rt: Runtime, version: Version, alias: str) -> ServedModel:
             f"model version {version.number} has no {FEATURE_SERVICE_TAG} tag: it was not "
             "registered by `kaizen register`, so its feature service is unknown"
         )
+    categorical = frozenset(_text_inputs(rt, version))
+    onnx = _onnx_form(version, categorical) if rt.params.serve.model_format == "onnx" else None
     return ServedModel(
         alias=alias,
         version=version,
         feature_service=service,
-        categorical=frozenset(_text_inputs(rt, version)),
+        categorical=categorical,
+        onnx=onnx,
+    )
+
+
+def _onnx_form(version: Version, categorical: frozenset[str]) -> Any:
+    """The version's registered ONNX form, or None (served as scikit-learn, said once per
+    load) when it was registered without one."""
+    import mlflow
+
+    from kaizen.model.onnx_export import OnnxModel
+    from kaizen.stages.register import ONNX_TAG
+
+    path = version.tags.get(ONNX_TAG)
+    if not path:
+        log.warning(
+            "model version %s has no ONNX form (registered before it, or with "
+            "register.onnx.enabled false): serving its scikit-learn form",
+            version.number,
+        )
+        return None
+    local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=path)
+    with open(local, "rb") as handle:
+        return OnnxModel(handle.read(), _inputs(version, categorical))
+
+
+def _inputs(version: Version, categorical: frozenset[str]) -> Any:
+    from kaizen.model.data import Inputs
+
+    return Inputs(
+        [c for c in version.inputs if c not in categorical],
+        [c for c in version.inputs if c in categorical],
     )
 
 

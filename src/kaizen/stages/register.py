@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from kaizen.errors import ModelRefused
 from kaizen.logs import get_logger
 from kaizen.model import manifest, serialization
-from kaizen.model.data import model_inputs, split_by_time
+from kaizen.model.data import Inputs, model_inputs, split_by_time
+from kaizen.params import OnnxParams
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
 
 log = get_logger(__name__)
 # Written explicitly: MLflow's requirement inference imports and inspects the model (slow).
 REQUIREMENTS = ("scikit-learn", "skops", "numpy", "pandas", "scipy")
+ONNX_DIR = "onnx"  # run artifact folder of the ONNX form
+ONNX_TAG = "kaizen.onnx"  # version tag: the ONNX form's artifact path in the run
 
 
 def pip_requirements() -> list[str]:
@@ -47,6 +52,67 @@ def _training_run(client: Any, run_id: str) -> str | None:
             run_id,
         )
         return None
+
+
+@dataclass(frozen=True)
+class OnnxForm:
+    serialized: bytes
+    metrics: dict[str, float]
+
+
+def onnx_form(model: Any, inputs: Inputs, holdout: pd.DataFrame, p: OnnxParams) -> OnnxForm:
+    """The model in ONNX form, refused (ModelRefused) when ONNX Runtime's probabilities leave
+    `parity_atol` of scikit-learn's on the holdout."""
+    import time
+
+    from kaizen.model.onnx_export import OnnxModel, export, parity
+
+    started = time.perf_counter()
+    serialized = export(model, inputs)
+    runtime = OnnxModel(serialized, inputs)
+    gap = parity(model, runtime, holdout)
+    if not gap <= p.parity_atol:  # NaN refuses too
+        raise ModelRefused(
+            f"the ONNX form scores differently: max |P(late) ONNX - scikit-learn| {gap:.2e} > "
+            f"register.onnx.parity_atol {p.parity_atol:.0e} on {len(holdout):,} holdout rows "
+            "(isotonic calibration converts approximately: use sigmoid, or set "
+            "register.onnx.enabled: false)"
+        )
+    row = holdout[inputs.all].head(1)
+    sklearn_ms, onnx_ms = (
+        _median_ms(model.predict_proba, row),
+        _median_ms(runtime.predict_proba, row),
+    )
+    log.info(
+        "ONNX form: max |P(late) gap| %.1e on %d holdout rows (tolerance %.0e); one-row predict "
+        "%.2f ms vs %.2f ms in scikit-learn; converted and checked in %.1f s",
+        gap,
+        len(holdout),
+        p.parity_atol,
+        onnx_ms,
+        sklearn_ms,
+        time.perf_counter() - started,
+    )
+    return OnnxForm(
+        serialized,
+        {
+            "onnx_parity_max_abs_diff": gap,
+            "onnx_predict_ms_one_row": onnx_ms,
+            "sklearn_predict_ms_one_row": sklearn_ms,
+        },
+    )
+
+
+def _median_ms(predict: Any, row: pd.DataFrame, repeats: int = 15) -> float:
+    import time
+
+    predict(row)  # warm
+    spent = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict(row)
+        spent.append((time.perf_counter() - started) * 1e3)
+    return float(sorted(spent)[len(spent) // 2])
 
 
 def register(
@@ -82,6 +148,9 @@ def register(
         inputs = model_inputs(frame).all
         example = frame[inputs].tail(5)
         signature = infer_signature(example, model.predict_proba(example)[:, 1])
+        # The gates score every candidate and champion on the candidate's holdout: keep it.
+        _, holdout = split_by_time(frame, rt.params.evaluate.holdout_days)
+        onnx = onnx_form(model, model_inputs(frame), holdout, p.onnx) if p.onnx.enabled else None
         experiment = tracking.configure(rt.settings, p.experiment)
         client = MlflowClient()
         run_id = _training_run(client, run["run_id"])
@@ -103,14 +172,19 @@ def register(
                 registered_model_name=p.model_name,
             )
             mlflow.log_dict(release, "release_manifest.json")
-            # The gates score every candidate and champion on the candidate's holdout: keep it.
-            _, holdout = split_by_time(frame, rt.params.evaluate.holdout_days)
             with tempfile.TemporaryDirectory() as tmp:
                 holdout.to_parquet(Path(tmp) / "holdout.parquet", index=False)
                 mlflow.log_artifact(str(Path(tmp) / "holdout.parquet"), "evaluation")
+                if onnx is not None:
+                    (Path(tmp) / "model.onnx").write_bytes(onnx.serialized)
+                    mlflow.log_artifact(str(Path(tmp) / "model.onnx"), ONNX_DIR)
+                    mlflow.log_metrics(onnx.metrics)
             mlflow.set_tags({**manifest.as_tags(release), "kaizen.stage": "registered"})
         number = str(logged.registered_model_version)
-        for key, value in manifest.as_tags(release).items():
+        tags = manifest.as_tags(release)
+        if onnx is not None:
+            tags[ONNX_TAG] = f"{ONNX_DIR}/model.onnx"
+        for key, value in tags.items():
             client.set_model_version_tag(p.model_name, number, key, value)
         client.set_registered_model_alias(p.model_name, p.candidate_alias, number)
         registered = {
