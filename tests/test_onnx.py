@@ -34,7 +34,9 @@ def world(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
     )
     frame.loc[rng.random(n) < 0.1, "late_ratio"] = np.nan
     frame.loc[rng.random(n) < 0.05, "region"] = np.nan  # the other way text goes missing
-    risk = frame["late_ratio"].fillna(0.3) * 6 + (frame["region"] == "north") + frame["amount"] / 900
+    risk = (
+        frame["late_ratio"].fillna(0.3) * 6 + (frame["region"] == "north") + frame["amount"] / 900
+    )
     label = (risk + rng.normal(0, 0.6, n) > 1.6).astype(int)
     return frame, label
 
