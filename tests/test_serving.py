@@ -289,6 +289,18 @@ def test_the_onnx_form_serves_the_registered_scores(world: World, lake: Path) ->
     assert served != expected.tolist()
 
 
+def test_path_traversal_with_the_token_reads_no_file(api: TestClient) -> None:
+    paths = [
+        "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/docs/..%2F..%2F..%2Fetc%2Fpasswd",
+        "//etc/passwd",
+    ]
+    answers = {p: api.get(p, headers=AUTH) for p in paths}
+    assert {p: r.status_code for p, r in answers.items() if not 400 <= r.status_code < 500} == {}
+    assert not any("root:" in r.text for r in answers.values())
+
+
 def test_canary_routing_is_stable_and_close_to_the_share() -> None:
     ids = range(1, 20_001)
     buckets = [canary_bucket(i, "salt-a") for i in ids]
