@@ -30,6 +30,9 @@ def test_scenario_puts_history_before_day_one_and_the_shock_on_its_day(tmp_path:
     [fault] = s.faults()
     assert (fault.ds, fault.source, fault.kind) == (s.ds(10), "orders", "nulls")
     assert (tmp_path / "params.yaml").exists()  # the run records what it ran with
+    # Every retrain's SHAP report at the loop's scale, not production's.
+    assert s.params.explain.sample_rows == s.board.explain_sample_rows
+    assert s.params.explain.background_rows == s.board.explain_background_rows
 
 
 def test_a_bad_override_is_one_line_naming_the_key(tmp_path: Path) -> None:

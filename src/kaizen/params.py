@@ -304,6 +304,8 @@ class ScoreboardParams(_Section):
     detect_within_days: Days
     champion_within_days: Days
     oracle_tolerance: Annotated[float, Field(ge=0, le=1)]  # served AUC within this of the oracle
+    explain_sample_rows: Annotated[int, Field(ge=10, le=5000)]  # explain.* in the loop's world
+    explain_background_rows: Annotated[int, Field(ge=5, le=500)]
 
     @model_validator(mode="after")
     def _shock_inside(self) -> ScoreboardParams:

@@ -73,6 +73,9 @@ def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None 
     base = load_params(work / "params.yaml")  # validates the overrides like any params
     b = base.scoreboard
     first = base.simulate.start  # day 1; the world starts `history_days` before it
+    raw["explain"].update(
+        sample_rows=b.explain_sample_rows, background_rows=b.explain_background_rows
+    )
     raw["simulate"].update(
         days=b.history_days + b.days,
         customers=b.customers,
