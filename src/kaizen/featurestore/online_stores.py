@@ -143,13 +143,30 @@ def _utc_keep_wall(ts: datetime) -> datetime:
     return ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
+class _SerializedWrites:
+    """Feast's `online_write_batch` through the store's `write_serialized`."""
+
+    def online_write_batch(
+        self,
+        config: RepoConfig,
+        table: Any,
+        data: list[Row],
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        self.write_serialized(  # type: ignore[attr-defined]
+            config, table, serialized(data, config.entity_key_serialization_version)
+        )
+        if progress:
+            progress(len(data))
+
+
 class MonotonicSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     type: Literal["kaizen.featurestore.online_stores.MonotonicSqliteOnlineStore"] = (  # type: ignore[assignment]
         "kaizen.featurestore.online_stores.MonotonicSqliteOnlineStore"
     )
 
 
-class MonotonicSqliteOnlineStore(SqliteOnlineStore):
+class MonotonicSqliteOnlineStore(_SerializedWrites, SqliteOnlineStore):
     """SQLite online store: an upsert only lands when its event time is not older."""
 
     def _get_conn(self, config: RepoConfig) -> Any:
@@ -160,19 +177,6 @@ class MonotonicSqliteOnlineStore(SqliteOnlineStore):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
         return conn
-
-    def online_write_batch(
-        self,
-        config: RepoConfig,
-        table: Any,
-        data: list[Row],
-        progress: Callable[[int], Any] | None,
-    ) -> None:
-        self.write_serialized(
-            config, table, serialized(data, config.entity_key_serialization_version)
-        )
-        if progress:
-            progress(len(data))
 
     def write_serialized(
         self, config: RepoConfig, table: Any, data: Iterable[SerializedRow]
@@ -286,7 +290,7 @@ return written
 _ARGS_PER_CALL = 4096
 
 
-class MonotonicRedisOnlineStore(RedisOnlineStore):
+class MonotonicRedisOnlineStore(_SerializedWrites, RedisOnlineStore):
     """Redis online store: pipelined compare-and-set script calls, each for a group of
     entities (one entity per call on a cluster, whose keys live in different slots)."""
 
@@ -304,19 +308,6 @@ class MonotonicRedisOnlineStore(RedisOnlineStore):
                 kwargs["retry"] = Retry(NoBackoff(), 1)
                 self._client = Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
         return super()._get_client(online_store_config)
-
-    def online_write_batch(
-        self,
-        config: RepoConfig,
-        table: Any,
-        data: list[Row],
-        progress: Callable[[int], Any] | None,
-    ) -> None:
-        self.write_serialized(
-            config, table, serialized(data, config.entity_key_serialization_version)
-        )
-        if progress:
-            progress(len(data))
 
     def write_serialized(
         self, config: RepoConfig, table: Any, data: Iterable[SerializedRow]
