@@ -368,3 +368,27 @@ def test_the_stack_profile_tracks_in_postgres_with_artifacts_on_s3(
         with engine.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         engine.dispose()
+
+
+def test_new_labels_count_from_the_versions_cutoff_not_its_windowed_rows(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training set keeps `lookback_days`: its row count stops growing once the history is
+    longer, while labels keep arriving. New labels are those final since the cut-off."""
+    from types import SimpleNamespace
+
+    from kaizen.model import registry
+    from kaizen.stages import training_set as stage
+
+    final_by = {None: 12_000, "2026-03-01": 11_900}  # 100 became final since the cut-off
+    monkeypatch.setattr(stage, "final_labels", lambda _rt, cutoff=None: final_by[cutoff])
+    version = SimpleNamespace(
+        version="7",
+        tags={"kaizen.training_set_cutoff": "2026-03-01", "kaizen.training_set_rows": "9000"},
+    )
+    monkeypatch.setattr(registry, "latest_version", lambda _rt: version)
+    assert stage.new_labels_since_last_model(rt) == (100, "7")  # not 12,000 - 9,000
+    version.tags = {"kaizen.training_set_rows": "11950"}  # registered before the cut-off tag
+    assert stage.new_labels_since_last_model(rt) == (50, "7")
+    monkeypatch.setattr(registry, "latest_version", lambda _rt: None)
+    assert stage.new_labels_since_last_model(rt) == (12_000, "-")

@@ -163,11 +163,20 @@ def final_labels(rt: Runtime, cutoff: str | None = None) -> int:
 
 
 def new_labels_since_last_model(rt: Runtime) -> tuple[int, str]:
-    """How many more labels are final than the newest registered version was trained on,
-    and that version (`-` when none): the train DAG retrains on it past
-    `train.retrain_min_new_labels`."""
+    """How many labels became final since the newest registered version's cut-off, and that
+    version (`-` when none): the train DAG retrains on it past `train.retrain_min_new_labels`.
+
+    Counted over the whole history on both sides. The training set keeps only
+    `training_set.lookback_days`, so comparing against its row count would count every label
+    that slid out of the window as new: once the history is longer than the window, that
+    asked for a retrain every day."""
     from kaizen.model.registry import latest_version
 
     version = latest_version(rt)
-    trained_on = int((version.tags or {}).get("kaizen.training_set_rows", 0)) if version else 0
-    return final_labels(rt) - trained_on, str(getattr(version, "version", "-"))
+    tags = (version.tags or {}) if version else {}
+    now = final_labels(rt)
+    if cutoff := tags.get("kaizen.training_set_cutoff"):
+        before = final_labels(rt, cutoff)
+    else:  # registered before the cut-off was tagged
+        before = int(tags.get("kaizen.training_set_rows", 0))
+    return now - before, str(getattr(version, "version", "-"))
