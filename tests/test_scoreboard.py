@@ -33,6 +33,8 @@ def test_scenario_puts_history_before_day_one_and_the_shock_on_its_day(tmp_path:
     # Every retrain's SHAP report at the loop's scale, not production's.
     assert s.params.explain.sample_rows == s.board.explain_sample_rows
     assert s.params.explain.background_rows == s.board.explain_background_rows
+    # The in-process latency budget at the loop's, not the project's (it measures CPU contention).
+    assert s.params.promote.budget.latency_p99_ms == s.board.latency_p99_ms == 1000
 
 
 def test_a_bad_override_is_one_line_naming_the_key(tmp_path: Path) -> None:

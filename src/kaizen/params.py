@@ -306,6 +306,9 @@ class ScoreboardParams(_Section):
     oracle_tolerance: Annotated[float, Field(ge=0, le=1)]  # served AUC within this of the oracle
     explain_sample_rows: Annotated[int, Field(ge=10, le=5000)]  # explain.* in the loop's world
     explain_background_rows: Annotated[int, Field(ge=5, le=500)]
+    latency_p99_ms: Annotated[
+        float, Field(gt=0)
+    ]  # promote.budget.latency_p99_ms in the loop's world
 
     @model_validator(mode="after")
     def _shock_inside(self) -> ScoreboardParams:

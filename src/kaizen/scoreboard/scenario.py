@@ -76,6 +76,7 @@ def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None 
     raw["explain"].update(
         sample_rows=b.explain_sample_rows, background_rows=b.explain_background_rows
     )
+    raw["promote"]["budget"]["latency_p99_ms"] = b.latency_p99_ms
     raw["simulate"].update(
         days=b.history_days + b.days,
         customers=b.customers,
