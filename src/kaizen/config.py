@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = "us-east-1"
+    # The `stack` profile's S3 store. "seaweedfs": `kaizen up` runs SeaweedFS on
+    # 127.0.0.1:s3_port (it also takes the 12 ports above it) with credentials generated into
+    # .env, and the endpoint defaults to it. "external": a store run elsewhere (AWS, MinIO,
+    # compose's container) at s3_endpoint_url, never started by `kaizen up`.
+    s3_server: Literal["seaweedfs", "external"] = "seaweedfs"
+    s3_port: int = Field(default=8333, ge=1, le=65535 - 12)
 
     # Monitoring alerts: POSTed as JSON to this webhook (a secret: Slack-style URLs carry a
     # token); empty means alerts go to the log only.
@@ -133,6 +139,8 @@ class Settings(BaseSettings):
             self.mlflow_backend_store_uri = f"{base}/mlflow"
         if stack and not self.mlflow_artifacts_destination:
             self.mlflow_artifacts_destination = "s3://kaizen/mlflow"
+        if self.runs_s3_server and not self.s3_endpoint_url:
+            self.s3_endpoint_url = f"http://127.0.0.1:{self.s3_port}"
         for name in (
             "sources_file",
             "params_file",
@@ -152,6 +160,17 @@ class Settings(BaseSettings):
             if "://" not in value and not Path(value).is_absolute():
                 setattr(self, name, str(self.home / value))
         return self
+
+    @property
+    def runs_s3_server(self) -> bool:
+        """`kaizen up` supervises the S3 store (SeaweedFS) for this profile."""
+        return self.profile == "stack" and self.s3_server == "seaweedfs"
+
+    def s3_buckets(self) -> list[str]:
+        """The buckets the s3:// locations of these settings name (the store creates them)."""
+        urls = (self.raw_root, self.lake_root, self.mlflow_artifacts_destination)
+        found = (u.split("://", 1)[1].split("/", 1)[0] for u in urls if u.startswith("s3://"))
+        return sorted({b for b in found if b})
 
     def storage_options(self, url: str) -> dict[str, Any]:
         """fsspec options for `url`: credentials and endpoint for s3://, nothing for files."""

@@ -56,6 +56,12 @@ class S3Endpoint:
         }
 
 
+def port_plan(s3_port: int) -> dict[str, int]:
+    """Every port of one `weed mini`: S3 on `s3_port`, the others on the 12 ports above it.
+    Fixed, so a supervised store restarts on the same ports and two plans never overlap."""
+    return {name: s3_port + i for i, name in enumerate(_PORTS)}
+
+
 def weed_binary() -> str:
     candidate = Path(sys.executable).with_name("weed")
     found = str(candidate) if candidate.exists() else shutil.which("weed")
@@ -88,7 +94,8 @@ def weed_command(
     ]
 
 
-def write_identity(config_file: Path, access_key_id: str, secret_access_key: str) -> None:
+def identity_json(access_key_id: str, secret_access_key: str) -> str:
+    """SeaweedFS's `-s3.config`: one admin identity; anything unsigned is refused."""
     identity = {
         "identities": [
             {
@@ -98,8 +105,13 @@ def write_identity(config_file: Path, access_key_id: str, secret_access_key: str
             }
         ]
     }
-    config_file.write_text(json.dumps(identity))
-    config_file.chmod(0o600)
+    return json.dumps(identity)
+
+
+def write_identity(config_file: Path, access_key_id: str, secret_access_key: str) -> None:
+    config_file.touch(mode=0o600)
+    config_file.chmod(0o600)  # before the secret is in it
+    config_file.write_text(identity_json(access_key_id, secret_access_key))
 
 
 def wait_ready(endpoint: S3Endpoint, timeout_s: float = 30.0) -> None:

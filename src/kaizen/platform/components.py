@@ -30,6 +30,7 @@ class Component:
     health_url: str | None = None
     health_field: str | None = None  # a key of the health JSON whose "status" must be healthy
     port: int | None = None  # listens here (on HOST): checked free before the start
+    also_binds: tuple[int, ...] = ()  # its other ports on HOST, checked free too
     ui: str | None = None
     # An answer meaning "running, not ready" (the prediction API before any champion): healthy
     # for the supervisor, so `kaizen up` works on a fresh platform, and said in the detail.
@@ -56,8 +57,10 @@ def components(settings: Settings) -> list[Component]:
     monitor = f"{af}/api/v2/monitor/health"
     # The scheduler's and triggerer's log servers bind every interface (no host setting):
     # skip them. Task logs are files under AIRFLOW_HOME, which the api-server reads directly.
+    stores = [s3_component(settings)] if settings.runs_s3_server else []
     # fmt: off
     return [
+        *stores,
         Component("airflow-api", [airflow, "api-server"], health_url=monitor, health_field="metadatabase", port=settings.airflow_port, ui=af),
         Component("airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"], health_url=monitor, health_field="scheduler"),
         Component("airflow-dag-processor", [airflow, "dag-processor"], health_url=monitor, health_field="dag_processor"),
@@ -67,10 +70,24 @@ def components(settings: Settings) -> list[Component]:
         Component("feature-server", [_bin("kaizen"), "feature-server"], health_url=f"{fs}/health", port=settings.feature_server_port, ui=fs),
         # The prediction API; /health is 503 until a champion exists: up, not ready (see health).
         Component("prediction-api", [_bin("kaizen"), "serve"], health_url=f"{pa}/health", port=settings.prediction_api_port, ui=pa, unready_status=503),
-        # Next slice: in the `stack` profile
-        # SeaweedFS (`kaizen.seaweed.weed_command`) for S3.
     ]
     # fmt: on
+
+
+def s3_component(settings: Settings) -> Component:
+    """SeaweedFS as the `stack` profile's S3 store, first in start order: its identity file
+    (generated credentials, 0600) refuses unsigned requests, and it creates the buckets the
+    settings' s3:// locations name."""
+    from kaizen.seaweed import port_plan, weed_command
+
+    layout = Layout.from_settings(settings)
+    ports = port_plan(settings.s3_port)
+    argv = weed_command(
+        layout.seaweedfs_dir, ports, layout.s3_identities, ",".join(settings.s3_buckets())
+    )
+    others = tuple(p for p in ports.values() if p != settings.s3_port)
+    health = f"http://{HOST}:{settings.s3_port}/healthz"
+    return Component("s3", argv, health_url=health, port=settings.s3_port, also_binds=others)
 
 
 def mlflow_argv(settings: Settings) -> list[str]:
@@ -100,7 +117,13 @@ def mlflow_argv(settings: Settings) -> list[str]:
 
 
 def mlflow_env(settings: Settings) -> dict[str, str]:
+    s3 = {}
+    if mlflow_artifacts_destination(settings).startswith("s3://") and settings.s3_endpoint_url:
+        # The artifact proxy's boto3 client; the key pair reaches it through the environment
+        # `kaizen up` starts the supervisor with, never through this (written) file.
+        s3["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     return {
+        **s3,
         # Admin name, password and auth database: a 0600 file written by `kaizen up`.
         "MLFLOW_AUTH_CONFIG_PATH": str(Layout.from_settings(settings).mlflow_auth_config),
         # The GenAI job runner (a Huey consumer) is not used here; on two cores it only costs.

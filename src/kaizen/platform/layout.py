@@ -4,8 +4,10 @@ platform.pid        the supervisor's pid
 Procfile            the processes it runs (generated from `components.components()`)
 platform.env        the environment they share (generated; holds no secret)
 logs/platform.log   every process's output, one prefixed line each
-secrets/            0700: the Airflow passwords file and MLflow's auth config, each 0600
+secrets/            0700: the Airflow passwords file, MLflow's auth config and (stack) the
+                    S3 store's identities, each 0600
 mlflow/             MLflow's SQLite stores and artifacts (the `local` defaults)
+seaweedfs/          the S3 store's data (`stack` profile, `KAIZEN_S3_SERVER=seaweedfs`)
 """
 
 from __future__ import annotations
@@ -70,11 +72,25 @@ class Layout:
         return self.secrets_dir / "mlflow-basic-auth.ini"
 
     @property
+    def s3_identities(self) -> Path:
+        return self.secrets_dir / "s3-identities.json"
+
+    @property
+    def seaweedfs_dir(self) -> Path:
+        return self.root / "seaweedfs"
+
+    @property
     def mlflow_dir(self) -> Path:
         return self.root / "mlflow"
 
     def create(self) -> None:
-        for directory in (self.root, self.log_dir, self.pids_dir, self.mlflow_dir):
+        for directory in (
+            self.root,
+            self.log_dir,
+            self.pids_dir,
+            self.mlflow_dir,
+            self.seaweedfs_dir,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.secrets_dir.chmod(0o700)

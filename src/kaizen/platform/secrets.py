@@ -28,6 +28,12 @@ PASSWORDS = {
     "feature_server_token": "KAIZEN_FEATURE_SERVER_TOKEN",
     "prediction_api_token": "KAIZEN_PREDICTION_API_TOKEN",
 }
+# The S3 identity of the SeaweedFS `kaizen up` runs in the `stack` profile; every client (the
+# lake, DVC, MLflow's server and clients) reads the same pair from the settings.
+S3_CREDENTIALS = {
+    "s3_access_key_id": "KAIZEN_S3_ACCESS_KEY_ID",
+    "s3_secret_access_key": "KAIZEN_S3_SECRET_ACCESS_KEY",
+}
 
 
 def generate_password() -> str:
@@ -36,10 +42,23 @@ def generate_password() -> str:
     return secrets.token_urlsafe(24)
 
 
+def _generate(field: str) -> str:
+    if field == "s3_access_key_id":  # the AWS form: 20 upper-case letters and digits
+        return "KZ" + secrets.token_hex(9).upper()
+    if field == "s3_secret_access_key":  # hex: never read as an option or needing quotes
+        return secrets.token_hex(20)
+    return generate_password()
+
+
+def generated_secrets(settings: Settings) -> dict[str, str]:
+    """Settings field -> .env variable of every secret `kaizen up` generates for `settings`."""
+    return {**PASSWORDS, **(S3_CREDENTIALS if settings.runs_s3_server else {})}
+
+
 def missing_passwords(settings: Settings) -> list[str]:
-    """The .env variables of the admin passwords (and token) that are unset or empty."""
+    """The .env variables of the generated secrets that are unset or empty."""
     missing = []
-    for field, variable in PASSWORDS.items():
+    for field, variable in generated_secrets(settings).items():
         value = getattr(settings, field)
         if value is None or not value.get_secret_value():
             missing.append(variable)
@@ -51,7 +70,8 @@ def ensure_passwords(settings: Settings, env_file: Path) -> dict[str, str]:
 
     Other lines of the file are kept as they are, and the file ends up mode 600 either way.
     """
-    generated = {variable: generate_password() for variable in missing_passwords(settings)}
+    field_of = {v: k for k, v in generated_secrets(settings).items()}
+    generated = {v: _generate(field_of[v]) for v in missing_passwords(settings)}
     if generated:
         update_env_file(env_file, generated)
     elif env_file.exists():

@@ -33,7 +33,15 @@ from kaizen.logs import get_logger
 from kaizen.platform import secrets as platform_secrets
 from kaizen.platform.components import Component, components, procfile
 from kaizen.platform.health import Health, probe, render
-from kaizen.platform.layout import HOST, MARKER, Layout, mlflow_auth_database_uri
+from kaizen.platform.layout import (
+    HOST,
+    MARKER,
+    Layout,
+    mlflow_artifacts_destination,
+    mlflow_auth_database_uri,
+    mlflow_backend_store_uri,
+)
+from kaizen.postgres import ensure_database
 
 log = get_logger(__name__)
 
@@ -172,7 +180,7 @@ def up(settings: Settings, echo: Echo, timeout_s: float = 180.0) -> bool:
     env_file = settings.home / ".env"
     generated = platform_secrets.ensure_passwords(settings, env_file)
     if generated:
-        by_variable = {v: k for k, v in platform_secrets.PASSWORDS.items()}
+        by_variable = {v: k for k, v in platform_secrets.generated_secrets(settings).items()}
         settings = settings.model_copy(
             update={by_variable[k]: SecretStr(v) for k, v in generated.items()}
         )
@@ -298,18 +306,19 @@ def _check_ports(settings: Settings, items: list[Component]) -> None:
             ),
             "its KAIZEN_*_PORT variable",
         )
-        if item.port in seen:
-            raise KaizenError(f"{item.name} and {seen[item.port]} are both set to port {item.port}")
-        seen[item.port] = item.name
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((HOST, item.port))
-            except OSError:
-                raise KaizenError(
-                    f"port {item.port} for {item.name} is already in use on {HOST}: "
-                    f"stop what holds it or choose another port with {variable}"
-                ) from None
+        for port in (item.port, *item.also_binds):
+            if port in seen:
+                raise KaizenError(f"{item.name} and {seen[port]} are both set to port {port}")
+            seen[port] = item.name
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((HOST, port))
+                except OSError:
+                    raise KaizenError(
+                        f"port {port} for {item.name} is already in use on {HOST}: "
+                        f"stop what holds it or choose another port with {variable}"
+                    ) from None
 
 
 def _write_service_files(settings: Settings, layout: Layout) -> None:
@@ -326,6 +335,28 @@ def _write_service_files(settings: Settings, layout: Layout) -> None:
         mlflow_pw.get_secret_value(),
         mlflow_auth_database_uri(settings),
     )
+    if settings.runs_s3_server:
+        from kaizen.seaweed import identity_json
+
+        key, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+        assert key is not None and secret is not None  # ensured by ensure_passwords
+        identities = identity_json(key.get_secret_value(), secret.get_secret_value())
+        platform_secrets.write_private(layout.s3_identities, identities)
+    for uri in (mlflow_backend_store_uri(settings), mlflow_auth_database_uri(settings)):
+        if uri.startswith("postgresql"):  # the stack profile's: created on the first start
+            ensure_database(uri)
+
+
+def _s3_credentials(settings: Settings) -> dict[str, str]:
+    """The S3 key pair for MLflow's artifact proxy, as boto3 reads it: handed to the
+    supervisor's environment at spawn, never written to the Procfile or platform.env."""
+    key, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+    if not (key and secret and mlflow_artifacts_destination(settings).startswith("s3://")):
+        return {}
+    return {
+        "AWS_ACCESS_KEY_ID": key.get_secret_value(),
+        "AWS_SECRET_ACCESS_KEY": secret.get_secret_value(),
+    }
 
 
 def _apply_feature_repo(settings: Settings) -> None:
@@ -366,7 +397,7 @@ def _spawn(
         proc = subprocess.Popen(
             argv,
             cwd=settings.home,
-            env={**os.environ, **env, **secret},
+            env={**os.environ, **env, **secret, **_s3_credentials(settings)},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
