@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import FEAST_VARIABLES, make_settings, service_unavailable, tcp_open
+from feast.value_type import ValueType
 
 from kaizen.featurestore import direct_read
 from kaizen.featurestore.direct_read import plan_for, read_values
@@ -274,3 +275,41 @@ def test_freshness_is_judged_the_same_both_ways(store: Any, policy: str) -> None
         assert stale.values["credit_limit"] == 4000.0  # the fresh view is still served
     else:
         assert kept[1] == rows[1]["requested_amount"] / 4000.0
+
+
+DECODER_VALUES: list[tuple[str, Any, ValueType]] = [
+    *(
+        ("double_val", x, ValueType.DOUBLE)
+        for x in [0.0, -0.0, 1.5, -2.25, math.inf, -math.inf, math.nan, 5e-324, 1.7e308, 0.1]
+    ),
+    *(("double_val", random.Random(9).uniform(-1e9, 1e9), ValueType.DOUBLE) for _ in range(50)),
+    *(("float_val", x, ValueType.FLOAT) for x in [0.0, 1.25, -3.5, 1e30]),
+    *(("int64_val", x, ValueType.INT64) for x in [0, 1, -1, 2**62, -(2**63)]),
+    *(("int32_val", x, ValueType.INT32) for x in [0, -7, 2**31 - 1]),
+    *(("string_val", x, ValueType.STRING) for x in ["", "north", "ünï cödé"]),
+    *(("bool_val", x, ValueType.BOOL) for x in [True, False]),
+    ("unix_timestamp_val", 1_700_000_000, ValueType.UNIX_TIMESTAMP),
+    ("string_val", "0b8f6d6e-54fb-4a40-9a2f-2f3bb3c0c8ad", ValueType.UUID),
+]
+
+
+def test_the_decoder_gives_what_to_dict_gives() -> None:
+    """Every blob decodes as `feast_value_type_to_python_type` decodes it (doubles, which
+    are unpacked without protobuf, to the same bits), twice (the second from the cache)."""
+    import struct
+
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    decode = direct_read._Decoder()
+    for field, value, value_type in DECODER_VALUES:
+        proto = Value(**{field: value})
+        expected = feast_value_type_to_python_type(proto, value_type)
+        for _ in range(2):
+            got = decode(proto.SerializeToString(), value_type)
+            assert type(got) is type(expected), (field, value)
+            if isinstance(expected, float):
+                assert struct.pack("<d", got) == struct.pack("<d", expected), (field, value)
+            else:
+                assert got == expected, (field, value)
+    assert decode(b"", ValueType.DOUBLE) is None and decode(None, ValueType.INT64) is None

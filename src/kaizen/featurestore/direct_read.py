@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,10 +75,17 @@ _CACHE_MAX = 100_000
 _MISS = object()
 
 
+_DOUBLE = struct.Struct("<d").unpack_from
+_DOUBLE_TAG = 0x29  # field 5 (double_val), wire type 1 (64 bits)
+
+
 class _Decoder:
-    """Serialized `ValueProto` -> what `OnlineResponse.to_dict` gives for it. Scalars are
-    immutable, so each distinct blob is parsed once (counts, categories and event times
-    repeat across entities); the cache is bounded."""
+    """Serialized `ValueProto` -> what `OnlineResponse.to_dict` gives for it.
+
+    A double is most values and rarely repeats: a 9-byte message whose tag is double_val's
+    is exactly that one field, so its 8 bytes are unpacked without a parse (~10x faster;
+    `tests/test_direct_read.py` checks it against protobuf). Other scalars are immutable and
+    repeat (counts, categories): each distinct blob is parsed once, in a bounded cache."""
 
     def __init__(self) -> None:
         self.values: dict[bytes, Any] = {}
@@ -85,6 +93,8 @@ class _Decoder:
     def __call__(self, blob: bytes | None, value_type: ValueType) -> Any:
         if not blob:
             return None
+        if len(blob) == 9 and blob[0] == _DOUBLE_TAG:
+            return _DOUBLE(blob, 1)[0]
         value = self.values.get(blob, _MISS)
         if value is not _MISS:
             return value
@@ -133,6 +143,7 @@ class _StoredView:
     value_types: tuple[ValueType, ...]
     table: str  # SQLite: the quoted table name
     fields: tuple[bytes | str, ...]  # Redis: one hash field per feature, then `_ts:<view>`
+    at: int  # Redis: where the view's fields start in the entity's HMGET reply
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,8 @@ def _build(store: Any, features: Features) -> Plan | None:
     [join_key] = join_keys
     if entity_types.get(join_key) != ValueType.INT64:
         return None
-    views = []
+    views: list[_StoredView] = []
+    at = 0
     for view, requested in grouped:
         projection = view.projection
         if (
@@ -222,8 +234,10 @@ def _build(store: Any, features: Features) -> Plan | None:
                 value_types=tuple(types[f] for f in requested),
                 table=_quote_id(_table_id(config.project, view, False)),
                 fields=(*(_mmh3(f"{view.name}:{f}") for f in requested), f"_ts:{view.name}"),
+                at=at,
             )
         )
+        at += len(requested) + 1
     stored_columns = [c for v in views for c in v.columns]
     ondemand = []
     odfv_names = {(v.projection.name_alias if v.projection else None) or v.name for v in on_demand}
@@ -398,7 +412,23 @@ def _read_sqlite(store: Any, plan: Plan, keys: list[bytes]) -> _Found:
     conn = online._get_conn(store.config)
     params = keys * len(plan.views)
     rows = conn.execute(_sqlite_sql(plan, len(keys)), params).fetchall()
-    # view -> entity key -> (feature -> blob, seconds of its last row, as Feast keeps them)
+    found: dict[str, list[bool]] = {}
+    stamps: dict[str, list[dt.datetime | None]] = {}
+    columns: dict[str, list[Any]] = {}
+    decode = plan.decode
+    if len(keys) == 1:  # the prediction API's case: every row is the one entity's
+        blobs: list[dict[str, bytes]] = [{} for _ in plan.views]
+        last: list[Any] = [None] * len(plan.views)
+        for view, _key, feature, blob, seconds in rows:
+            blobs[view][feature] = blob
+            last[view] = seconds  # the event time of the entity's last row, as Feast keeps it
+        for view, got, seconds in zip(plan.views, blobs, last, strict=True):
+            hit = bool(got)
+            found[view.name] = [hit]
+            stamps[view.name] = [_sqlite_time(seconds) if hit else None]
+            _one_entity(view, view.features, got.get if hit else None, decode, columns)
+        return found, stamps, columns
+    # view -> entity key -> (feature -> blob, seconds of its last row)
     hits: list[dict[bytes, tuple[dict[str, bytes], list[Any]]]] = [{} for _ in plan.views]
     for view, key, feature, blob, seconds in rows:
         entry = hits[view].get(key)
@@ -406,10 +436,6 @@ def _read_sqlite(store: Any, plan: Plan, keys: list[bytes]) -> _Found:
             entry = hits[view][key] = ({}, [None])
         entry[0][feature] = blob
         entry[1][0] = seconds
-    found: dict[str, list[bool]] = {}
-    stamps: dict[str, list[dt.datetime | None]] = {}
-    columns: dict[str, list[Any]] = {}
-    decode = plan.decode
     for view, by_key in zip(plan.views, hits, strict=True):
         entries = [by_key.get(k) for k in keys]
         found[view.name] = [e is not None for e in entries]
@@ -421,6 +447,27 @@ def _read_sqlite(store: Any, plan: Plan, keys: list[bytes]) -> _Found:
                 None if e is None else decode(e[0].get(feature), value_type) for e in entries
             ]
     return found, stamps, columns
+
+
+def _one_entity(
+    view: _StoredView,
+    lookups: Sequence[Any],
+    get: Callable[[Any], bytes | None] | None,
+    decode: _Decoder,
+    columns: dict[str, list[Any]],
+) -> None:
+    """One entity's columns of `view`: `get(lookup)` gives a feature's stored blob (SQLite:
+    by name, Redis: by position in the reply), no `get` means no row. Doubles are unpacked inline: a call per value is half the cost."""
+    if get is None:
+        for column in view.columns:
+            columns[column] = [None]
+        return
+    for lookup, column, value_type in zip(lookups, view.columns, view.value_types, strict=True):
+        blob = get(lookup)
+        if blob and len(blob) == 9 and blob[0] == _DOUBLE_TAG:
+            columns[column] = [_DOUBLE(blob, 1)[0]]
+        else:
+            columns[column] = [decode(blob, value_type)]
 
 
 _TIMESTAMPS: dict[bytes, dt.datetime] = {}
@@ -456,13 +503,20 @@ def _read_redis(store: Any, plan: Plan, keys: list[bytes]) -> _Found:
     stamps: dict[str, list[dt.datetime | None]] = {}
     columns: dict[str, list[Any]] = {}
     decode = plan.decode
-    at = 0
+    if len(replies) == 1:
+        [reply] = replies
+        for view in plan.views:
+            ts = reply[view.at + len(view.features)]
+            found[view.name] = [bool(ts)]
+            stamps[view.name] = [_redis_time(ts) if ts else None]
+            positions = range(view.at, view.at + len(view.features))
+            _one_entity(view, positions, reply.__getitem__, decode, columns)
+        return found, stamps, columns
     for view in plan.views:
-        n = len(view.features)
+        n, at = len(view.features), view.at
         ts = [reply[at + n] for reply in replies]
         found[view.name] = [bool(t) for t in ts]
         stamps[view.name] = [_redis_time(t) if t else None for t in ts]
         for j, (column, value_type) in enumerate(zip(view.columns, view.value_types, strict=True)):
             columns[column] = [decode(reply[at + j], value_type) for reply in replies]
-        at += n + 1
     return found, stamps, columns

@@ -120,14 +120,15 @@ def _build_plan(
 
 
 _LOCK = threading.Lock()
-_CACHE: dict[tuple[int, tuple[Any, ...]], tuple[Any, bytes, Any]] = {}
+_CACHE: dict[tuple[int, tuple[Any, ...]], tuple[Any, tuple[int, int], Any]] = {}
 
 
 def cached_per_registry(store: Any, key: tuple[Any, ...], build: Any) -> Any:
     """Memoize per store while its registry's cached proto is the same object and version:
     building a plan reads the registry (milliseconds), the read itself takes about one."""
     proto = getattr(store.registry, "cached_registry_proto", None)
-    version = proto.last_updated.SerializeToString() if proto is not None else b""
+    stamp = proto.last_updated if proto is not None else None
+    version = (stamp.seconds, stamp.nanos) if stamp is not None else (0, 0)
     full_key = (id(store), key)
     with _LOCK:
         hit = _CACHE.get(full_key)
