@@ -387,10 +387,11 @@ def _sqlite_sql(plan: Plan, n: int) -> str:
     sql = _SQL.get(key)
     if sql is None:
         marks = ",".join("?" * n)
+        key_column = "" if n == 1 else "entity_key, "  # one entity: every row is its
         # `+event_ts` is an expression: sqlite3 hands back the stored seconds rather than
         # running Feast's timestamp converter on every feature row.
         sql = _SQL[key] = " UNION ALL ".join(
-            f"SELECT {i}, entity_key, feature_name, value, +event_ts FROM {v.table} "
+            f"SELECT {i}, {key_column}feature_name, value, +event_ts FROM {v.table} "
             f"WHERE entity_key IN ({marks})"
             for i, v in enumerate(plan.views)
         )
@@ -419,7 +420,7 @@ def _read_sqlite(store: Any, plan: Plan, keys: list[bytes]) -> _Found:
     if len(keys) == 1:  # the prediction API's case: every row is the one entity's
         blobs: list[dict[str, bytes]] = [{} for _ in plan.views]
         last: list[Any] = [None] * len(plan.views)
-        for view, _key, feature, blob, seconds in rows:
+        for view, feature, blob, seconds in rows:
             blobs[view][feature] = blob
             last[view] = seconds  # the event time of the entity's last row, as Feast keeps it
         for view, got, seconds in zip(plan.views, blobs, last, strict=True):

@@ -12,8 +12,10 @@ event time the online store holds for it:
 `policy` says what happens to stale values: `mark` keeps them and flags them, `refuse`
 replaces them with None and flags them. `now` is always passed in.
 
-`read_features` is the Python read path (the prediction API calls it). The feature server
-applies the same judgement (`judge`) to Feast's `/get-online-features` responses.
+`read_features` is the Python read path (the prediction API calls it), reading through
+Feast's SDK (`feast_values`) or Kaizen's direct read of the same store
+(`kaizen.featurestore.direct_read`). The feature server applies the same judgement
+(`judge`) to Feast's `/get-online-features` responses.
 """
 
 from __future__ import annotations
