@@ -313,3 +313,23 @@ def test_the_decoder_gives_what_to_dict_gives() -> None:
             else:
                 assert got == expected, (field, value)
     assert decode(b"", ValueType.DOUBLE) is None and decode(None, ValueType.INT64) is None
+
+
+def test_a_service_changed_elsewhere_is_read_anew_once_the_registry_cache_expires(
+    store: Any,
+) -> None:
+    """Another process re-applies a service with other features; once this store's registry
+    cache is past its TTL, the direct read follows, as Feast's SDK does."""
+    from feast import FeatureService, FeatureStore
+
+    other = FeatureStore(config=store.config)  # the same registry, another client
+    profile = other.get_feature_view("customer_profile")
+    rows = _rows([3, MISSING], random.Random(5))
+    other.apply([FeatureService(name="probe", features=[profile[["credit_limit"]]])])
+    store.registry.refresh(store.project)
+    assert list(read_values(store, "probe", rows).columns) == [ENTITY, "credit_limit"]
+    other.apply([FeatureService(name="probe", features=[profile[["region", "tenure_days"]]])])
+    store.registry.cached_registry_proto_created -= dt.timedelta(hours=1)  # the TTL passes
+    ours = read_values(store, "probe", rows)
+    assert sorted(ours.columns) == sorted([ENTITY, "region", "tenure_days"])
+    assert_same(ours, feast_values(store, "probe", rows))
