@@ -333,3 +333,11 @@ def test_a_service_changed_elsewhere_is_read_anew_once_the_registry_cache_expire
     ours = read_values(store, "probe", rows)
     assert sorted(ours.columns) == sorted([ENTITY, "region", "tenure_days"])
     assert_same(ours, feast_values(store, "probe", rows))
+
+
+def test_a_key_out_of_int64s_range_fails_as_feast_fails(store: Any) -> None:
+    rows = [{ENTITY: 2**63, "requested_amount": 1.0}]
+    with pytest.raises(Exception) as feasts:
+        feast_values(store, SERVICE, rows)
+    with pytest.raises(type(feasts.value)):
+        read_values(store, SERVICE, rows)

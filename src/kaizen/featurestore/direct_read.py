@@ -353,7 +353,10 @@ def _read(store: Any, plan: Plan, entity_rows: Sequence[Mapping[str, Any]]) -> O
         if plain is None:
             return None
         request[name] = plain
-    keys = [plan.key_head + _I64(i) for i in ids]
+    try:
+        keys = [plan.key_head + _I64(i) for i in ids]
+    except struct.error:
+        return None  # out of int64's range: Feast's error
     if plan.sqlite:
         found, stamps, columns = _read_sqlite(store, plan, keys)
     else:
@@ -362,7 +365,7 @@ def _read(store: Any, plan: Plan, entity_rows: Sequence[Mapping[str, Any]]) -> O
     out.update(columns)
     for odfv in plan.on_demand:
         given = {join_key: ids, **request, **columns}
-        inputs = {c: given[c] for c in odfv.inputs}
+        inputs = {c: list(given[c]) for c in odfv.inputs}  # a UDF may change its inputs
         for present, alias in odfv.aliases:
             inputs[alias] = inputs[present]
         produced = odfv.udf(inputs)
