@@ -25,6 +25,7 @@ Feast decides case by case) goes through Feast: `None` from `plan_for`, or per c
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -154,6 +155,7 @@ class _OnDemandView:
     aliases: tuple[tuple[str, str], ...]  # (present column, also given as) its preprocessing
     outputs: frozenset[str]  # the requested output names
     types: dict[str, ValueType]
+    shadowed: bool  # an input has an output's name (Feast selects from inputs + outputs)
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,19 @@ class Plan:
     on_demand: tuple[_OnDemandView, ...]
     request_data: frozenset[str]
     kept: frozenset[str]  # the columns `to_dict` keeps (join key and requested features)
+    everything_kept: bool  # no column is read only for an on-demand view's sake
     project: bytes
     sqlite: bool  # else Redis
     decode: _Decoder
+
+    @functools.cached_property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(v.table for v in self.views)
+
+    @functools.cached_property
+    def fields(self) -> list[bytes | str]:
+        """Redis: every view's hash fields, in one HMGET."""
+        return [f for v in self.views for f in v.fields]
 
 
 def plan_for(store: Any, features: Features) -> Plan | None:
@@ -278,8 +290,10 @@ def _build(store: Any, features: Features) -> Plan | None:
                 aliases=tuple(aliases),
                 outputs=outputs,
                 types={f.name: f.dtype.to_value_type() for f in odfv.schema},
+                shadowed=not outputs.isdisjoint({*inputs, *(alias for _, alias in aliases)}),
             )
         )
+    produced = {join_key, *stored_columns, *(n for o in ondemand for n in o.outputs)}
     return Plan(
         join_key=join_key,
         key_head=int64_key_head(join_key),
@@ -287,6 +301,7 @@ def _build(store: Any, features: Features) -> Plan | None:
         on_demand=tuple(ondemand),
         request_data=frozenset(request_data),
         kept=frozenset(kept) | {join_key},
+        everything_kept=produced <= (set(kept) | {join_key}),
         project=config.project.encode("utf8"),
         sqlite=sqlite,
         decode=_Decoder(),
@@ -369,12 +384,12 @@ def _read(store: Any, plan: Plan, entity_rows: Sequence[Mapping[str, Any]]) -> O
         for present, alias in odfv.aliases:
             inputs[alias] = inputs[present]
         produced = odfv.udf(inputs)
-        for name, vector in {**inputs, **produced}.items():
+        for name, vector in ({**inputs, **produced} if odfv.shadowed else produced).items():
             if name in odfv.outputs:
                 vector = vector if isinstance(vector, list) else [vector]
                 out[name] = _as_feast_returns(vector, odfv.types.get(name, ValueType.UNKNOWN))
     return OnlineValues(
-        columns={c: v for c, v in out.items() if c in plan.kept},
+        columns=out if plan.everything_kept else {c: v for c, v in out.items() if c in plan.kept},
         found=found,
         event_timestamps=stamps,
     )
@@ -386,7 +401,7 @@ _SECONDS: dict[Any, dt.datetime] = {}
 
 
 def _sqlite_sql(plan: Plan, n: int) -> str:
-    key = (tuple(v.table for v in plan.views), n)
+    key = (plan.tables, n)
     sql = _SQL.get(key)
     if sql is None:
         marks = ",".join("?" * n)
@@ -494,7 +509,7 @@ def _redis_time(blob: bytes) -> dt.datetime:
 def _read_redis(store: Any, plan: Plan, keys: list[bytes]) -> _Found:
     online = store._get_provider().online_store
     client = online._get_client(store.config.online_store)
-    fields = [f for v in plan.views for f in v.fields]
+    fields = plan.fields
     hashes = [k + plan.project for k in keys]
     if len(hashes) == 1:
         replies = [client.hmget(hashes[0], fields)]
