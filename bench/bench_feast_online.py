@@ -1,6 +1,5 @@
-"""Row 3: online read latency through Feast (`get_online_features`, one entity per call)
-against a raw read of the same keys from the same store, in the same run, interleaved call
-by call so both sides see the same noise.
+"""Row 3: online read latency, one entity per call, against a raw read of the same keys from
+the same store, in the same run, interleaved call by call so every side sees the same noise.
 
 * the model's FeatureService (credit_risk_v1: three views and the on-demand view, with its
   request data) and a synthetic 50-feature view;
@@ -9,9 +8,15 @@ by call so both sides see the same noise.
 * Redis: Feast's own hash, raw `redis-py` HMGET of exactly the fields Feast reads (one
   command for every view), fetched but not decoded.
 
-The Feast side is `get_online_features(...).to_dict()`: a caller needs the values. Each call
-reads a random entity; the two sides alternate which goes first. On a shared machine p99 is
-sensitive to load: the row notes the load average, and p50 alongside.
+Two read paths, each giving the values a caller needs:
+
+* `3-<store>-<case>` (the goal rows): Kaizen's direct read, what the prediction API calls
+  (`kaizen.featurestore.direct_read.read_values`: Feast's `to_dict()` plus each view's
+  event times);
+* `3f-<store>-<case>` (for the record): Feast's SDK, `get_online_features(...).to_dict()`.
+
+Each call reads a random entity; the sides take turns going first. On a shared machine p99
+is sensitive to load: the row notes the load average, and p50 alongside.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import struct
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from bench.bench_feast_common import (
@@ -44,6 +50,7 @@ from bench.bench_feast_common import (
 from bench.bench_feast_materialize import DAY, PROJECT, _entity_key_prefix, _materialize
 from bench.common import Row
 from kaizen.featurestore.contract import feature_names
+from kaizen.featurestore.direct_read import read_values
 from kaizen.lake import Partition
 from kaizen.transforms.views import ENTITY, VIEWS
 
@@ -130,6 +137,47 @@ def _check(feast_values: dict[str, list[Any]], raw: Any, online: str, views: lis
         assert same, f"{online}: Feast returned {name}={got!r}, the raw read {value!r}"
 
 
+def _feast_dict(store: Any, features: Any, entity_rows: list[dict[str, Any]]) -> Any:
+    return store.get_online_features(features=features, entity_rows=entity_rows).to_dict()
+
+
+def _row(
+    row: str,
+    online: str,
+    case: str,
+    views: list[str],
+    path: str,
+    ms: list[float],
+    raw_ms: list[float],
+    note: str,
+) -> Row:
+    p50, p99 = percentile(ms, 50), percentile(ms, 99)
+    r50, r99 = percentile(raw_ms, 50), percentile(raw_ms, 99)
+    what = (
+        f"{SERVICE} ({sum(len(feature_names(v)) for v in views)} stored features of "
+        f"{len(views)} views + 2 on-demand, with request data)"
+        if case == SERVICE
+        else f"{WIDE_VIEW} (50 features)"
+    )
+    return Row(
+        row=row,
+        hot_path=f"online read p99, {path}, 1 entity x {what}, {online}",
+        baseline=(
+            f"raw sqlite3 SELECT by entity key ({len(views)} tables)"
+            if online == "sqlite"
+            else "raw redis-py HMGET of the same fields"
+        ),
+        measured_s=p99 / 1e3,
+        baseline_s=r99 / 1e3,
+        goal="<= 2x" if row.startswith("3-") else "report",
+        notes=(
+            f"p99 {p99:.3f} ms vs {r99:.3f} ms; p50 {p50:.3f} ms vs {r50:.3f} ms "
+            f"({p50 / r50:.1f}x); {note}"
+        ),
+        extra={"p50_ms": p50, "p99_ms": p99, "raw_p50_ms": r50, "raw_p99_ms": r99},
+    )
+
+
 def read_rows(ws: Workspace, customers: int, reads: int, warmup: int) -> list[Row]:
     rows: list[Row] = []
     prefix = _entity_key_prefix()
@@ -149,6 +197,7 @@ def read_rows(ws: Workspace, customers: int, reads: int, warmup: int) -> list[Ro
                 if online == "sqlite"
                 else _raw_redis(views)
             )
+            direct = SERVICE if case == SERVICE else features  # a service by its name
             rng = random.Random(7)
 
             def entity_row(
@@ -159,74 +208,74 @@ def read_rows(ws: Workspace, customers: int, reads: int, warmup: int) -> list[Ro
                     row["requested_amount"] = round(rng.uniform(50, 5000), 2)
                 return row
 
-            # Same answer both ways, on a few entities.
+            # Same answer every way, on a few entities.
             for cid in rng.sample(range(1, customers + 1), 5):
-                values = store.get_online_features(
-                    features=features, entity_rows=[entity_row(cid)]
-                ).to_dict()
+                request = [entity_row(cid)]
+                values = store.get_online_features(features=features, entity_rows=request).to_dict()
                 _check(values, raw(prefix + pack(cid)), online, views)
+                ours = read_values(store, direct, request).columns
+                assert ours == values, f"{online}: Kaizen's read {ours} != Feast's {values}"
 
-            feast_ns: list[int] = []
-            raw_ns: list[int] = []
+            # (call, input) per side: raw, Kaizen's read, Feast's SDK
+            def inputs(
+                rng: random.Random = rng, entity_row: Callable[..., Any] = entity_row
+            ) -> list[Any]:
+                return [
+                    prefix + pack(rng.randint(1, customers)),
+                    [entity_row(rng.randint(1, customers))],
+                    [entity_row(rng.randint(1, customers))],
+                ]
+
+            sides: list[Callable[[Any], Any]] = [
+                raw,
+                partial(read_values, store, direct),
+                partial(_feast_dict, store, features),
+            ]
+            times: list[list[int]] = [[], [], []]
             clock = time.perf_counter_ns
             with pinned_off_redis() as cpu:
                 load_before = load_average()
                 for i in range(warmup + reads):
-                    # Each side its own random entity (one side never reads what the other
+                    # Each side its own random entity (one side never reads what another
                     # just pulled into the caches), and the sides take turns going first.
-                    request = [entity_row(rng.randint(1, customers))]
-                    key = prefix + pack(rng.randint(1, customers))
-                    if i % 2:
+                    given = inputs()
+                    for k in range(3):
+                        side = (i + k) % 3
                         t0 = clock()
-                        raw(key)
+                        sides[side](given[side])
                         t1 = clock()
-                    t2 = clock()
-                    store.get_online_features(features=features, entity_rows=request).to_dict()
-                    t3 = clock()
-                    if not i % 2:
-                        t0 = clock()
-                        raw(key)
-                        t1 = clock()
-                    if i >= warmup:
-                        feast_ns.append(t3 - t2)
-                        raw_ns.append(t1 - t0)
+                        if i >= warmup:
+                            times[side].append(t1 - t0)
                 load_after = load_average()
-            ms = [x / 1e6 for x in feast_ns]
-            raw_ms = [x / 1e6 for x in raw_ns]
-            p50, p99 = percentile(ms, 50), percentile(ms, 99)
-            r50, r99 = percentile(raw_ms, 50), percentile(raw_ms, 99)
-            what = (
-                f"{SERVICE} ({sum(len(feature_names(v)) for v in views)} stored features of "
-                f"{len(views)} views + 2 on-demand, with request data)"
-                if case == SERVICE
-                else f"{WIDE_VIEW} (50 features)"
+            raw_ms, kaizen_ms, feast_ms = ([x / 1e6 for x in t] for t in times)
+            note = (
+                f"{reads:,} random entities of {customers:,}, warm, interleaved with the "
+                f"other path and the raw read; benchmark thread pinned to cpu {cpu}; "
+                f"load {load_before} -> {load_after}"
+            )
+            tag = "service" if case == SERVICE else "wide50"
+            rows.append(
+                _row(
+                    f"3-{online}-{tag}",
+                    online,
+                    case,
+                    views,
+                    "Kaizen's direct read",
+                    kaizen_ms,
+                    raw_ms,
+                    note,
+                )
             )
             rows.append(
-                Row(
-                    # one id per store x case: the report keys rows by id
-                    row=f"3-{online}-{'service' if case == SERVICE else 'wide50'}",
-                    hot_path=f"online read p99, 1 entity x {what}, {online}",
-                    baseline=(
-                        f"raw sqlite3 SELECT by entity key ({len(views)} tables)"
-                        if online == "sqlite"
-                        else "raw redis-py HMGET of the same fields"
-                    ),
-                    measured_s=p99 / 1e3,
-                    baseline_s=r99 / 1e3,
-                    goal="<= 2x",
-                    notes=(
-                        f"p99 {p99:.3f} ms vs {r99:.3f} ms; p50 {p50:.3f} ms vs {r50:.3f} ms "
-                        f"({p50 / r50:.1f}x); {reads:,} random entities of {customers:,}, "
-                        f"warm, interleaved; benchmark thread pinned to cpu {cpu}; load {load_before} -> {load_after}"
-                    ),
-                    extra={
-                        "p50_ms": p50,
-                        "p99_ms": p99,
-                        "raw_p50_ms": r50,
-                        "raw_p99_ms": r99,
-                        "reads": reads,
-                        "cpu": cpu,
-                    },
+                _row(
+                    f"3f-{online}-{tag}",
+                    online,
+                    case,
+                    views,
+                    "Feast SDK to_dict",
+                    feast_ms,
+                    raw_ms,
+                    note,
                 )
             )
         if online == "redis":

@@ -4,8 +4,9 @@
   the prediction log hand-off) from `kaizen serve` in a child process, one request at a time
   on a keep-alive connection;
 * the baseline, in this process, in the same run and interleaved request by request: the p99
-  of `read_features` (the same feature service, policy and store) plus the p99 of the loaded
-  model's one-row predict on those features. Goal: the API within 1.3x of that sum;
+  of `read_features` (the same feature service, policy, store and `serve.online_read`) plus
+  the p99 of the loaded model's one-row predict on those features. Goal: the API within
+  1.3x of that sum;
 * throughput (requests/s) with 1 and 2 uvicorn workers, 8 client threads in this process
   (the clients share the machine's cores with the server: a floor, not a ceiling);
 * both registered forms of the model (`serve.model_format`): scikit-learn (row 6) and ONNX
@@ -217,7 +218,14 @@ def _throughput(url: str, customers: int, seconds: float) -> float:
 
 
 def _latency(
-    api: Api, served: Any, store: Any, policy: str, customers: int, requests: int, warmup: int
+    api: Api,
+    served: Any,
+    store: Any,
+    policy: str,
+    online_read: str,
+    customers: int,
+    requests: int,
+    warmup: int,
 ) -> dict[str, Any]:
     """API, read and predict times (ms) of `requests` sequential requests, interleaved."""
     import httpx
@@ -246,7 +254,7 @@ def _latency(
             t1 = clock()
             assert response.status_code == 200, response.text
             (entity,) = read_features(
-                store, SERVICE, [row], dt.datetime.now(dt.UTC), policy
+                store, SERVICE, [row], dt.datetime.now(dt.UTC), policy, online_read
             ).entities
             t2 = clock()
             served.score(served.frame(served.input_rows([{**entity.values, **row}])))
@@ -337,6 +345,7 @@ def run(size: dict[str, Any]) -> list[Row]:
             }
         )
         policy = rt.params.serve.freshness_policy
+        online_read = rt.params.serve.online_read  # the baseline reads as the API reads
         cpus = split_cores()
         times: dict[str, dict[str, Any]] = {}
         rps: dict[str, float] = {}
@@ -346,7 +355,9 @@ def run(size: dict[str, Any]) -> list[Row]:
             assert served.form == form, served.form
             form_env = {**env, "KAIZEN_PARAMS_FILE": str(params)}
             with Api(form_env, 1, ws.root / f"serve-{form}-1.log", cpus[0]) as api, pinned(cpus[1]):
-                times[form] = _latency(api, served, store, policy, customers, requests, warmup)
+                times[form] = _latency(
+                    api, served, store, policy, online_read, customers, requests, warmup
+                )
                 rps[form] = _throughput(api.url, customers, size["seconds"])
         with Api(
             {**env, "KAIZEN_PARAMS_FILE": str(forms["sklearn"])}, 2, ws.root / "serve-2.log"

@@ -414,8 +414,11 @@ def test_a_full_log_queue_drops_rows_and_never_fails_a_request(world: World, lak
     assert dropped >= 15
 
 
-def test_no_champion_and_a_broken_store_are_clear_503s(world: World, lake: Path) -> None:
-    rt = world.runtime(lake)
+@pytest.mark.parametrize("online_read", ["kaizen", "feast"])
+def test_no_champion_and_a_broken_store_are_clear_503s(
+    world: World, lake: Path, online_read: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = world.runtime(lake, online_read=online_read)
     world.aliases(rt, None)
     with client_for(world, rt) as api:
         assert api.get("/health").status_code == 503
@@ -427,18 +430,15 @@ def test_no_champion_and_a_broken_store_are_clear_503s(world: World, lake: Path)
             and "no model is loaded under the alias 'champion'" in response.json()["detail"]
         )
 
-    class BrokenStore:
-        def __init__(self, store: Any) -> None:
-            self._store = store
+    from kaizen.featurestore.online_stores import MonotonicSqliteOnlineStore
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._store, name)
+    def unreachable(*_args: Any) -> Any:
+        raise ConnectionError("online store unreachable")
 
-        def get_online_features(self, **_kwargs: Any) -> Any:
-            raise ConnectionError("online store unreachable")
-
+    # Both read paths open the store's connection: Feast's SDK and Kaizen's direct read.
+    monkeypatch.setattr(MonotonicSqliteOnlineStore, "_get_conn", unreachable)
     world.aliases(rt, world.versions[0])
-    predictor = build_predictor(rt, store=BrokenStore(world.small.store()))
+    predictor = build_predictor(rt, store=world.small.store())
     predictor.refresher.refresh()
     with TestClient(build_app(predictor, TOKEN)) as api:
         response = api.post(
@@ -492,6 +492,7 @@ def test_serve_params_and_the_platform_component(tmp_path: Path) -> None:
                 "log_flush_seconds": 1,
                 "online_timeout_seconds": 1.0,
                 "model_format": "sklearn",
+                "online_read": "kaizen",
             }
         )
     (api,) = [

@@ -236,6 +236,9 @@ class ServeParams(_Section):
     log_flush_seconds: Annotated[float, Field(gt=0, le=3600)]
     online_timeout_seconds: Annotated[float, Field(gt=0, le=60)]  # a Redis read gives up then
     model_format: Literal["sklearn", "onnx"]  # which registered form scores requests
+    online_read: Literal[
+        "kaizen", "feast"
+    ]  # who reads the online store: Kaizen directly, or Feast's SDK
 
     @model_validator(mode="after")
     def _flush_fits_queue(self) -> ServeParams:

@@ -12,8 +12,10 @@ event time the online store holds for it:
 `policy` says what happens to stale values: `mark` keeps them and flags them, `refuse`
 replaces them with None and flags them. `now` is always passed in.
 
-`read_features` is the Python read path (the prediction API calls it). The feature server
-applies the same judgement (`judge`) to Feast's `/get-online-features` responses.
+`read_features` is the Python read path (the prediction API calls it), reading through
+Feast's SDK (`feast_values`) or Kaizen's direct read of the same store
+(`kaizen.featurestore.direct_read`). The feature server applies the same judgement
+(`judge`) to Feast's `/get-online-features` responses.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def plan_for_service(store: Any, name: str, *, full_feature_names: bool = False)
             full_feature_names,
         )
 
-    return _cached(store, ("service", name, full_feature_names), build)
+    return cached_per_registry(store, ("service", name, full_feature_names), build)
 
 
 def plan_for_refs(store: Any, refs: Sequence[str], *, full_feature_names: bool = False) -> Plan:
@@ -82,7 +84,7 @@ def plan_for_refs(store: Any, refs: Sequence[str], *, full_feature_names: bool =
             full_feature_names,
         )
 
-    return _cached(store, ("refs", tuple(refs), full_feature_names), build)
+    return cached_per_registry(store, ("refs", tuple(refs), full_feature_names), build)
 
 
 def _build_plan(
@@ -120,14 +122,15 @@ def _build_plan(
 
 
 _LOCK = threading.Lock()
-_CACHE: dict[tuple[int, tuple[Any, ...]], tuple[Any, bytes, Any]] = {}
+_CACHE: dict[tuple[int, tuple[Any, ...]], tuple[Any, tuple[int, int], Any]] = {}
 
 
-def _cached(store: Any, key: tuple[Any, ...], build: Any) -> Any:
+def cached_per_registry(store: Any, key: tuple[Any, ...], build: Any) -> Any:
     """Memoize per store while its registry's cached proto is the same object and version:
     building a plan reads the registry (milliseconds), the read itself takes about one."""
     proto = getattr(store.registry, "cached_registry_proto", None)
-    version = proto.last_updated.SerializeToString() if proto is not None else b""
+    stamp = proto.last_updated if proto is not None else None
+    version = (stamp.seconds, stamp.nanos) if stamp is not None else (0, 0)
     full_key = (id(store), key)
     with _LOCK:
         hit = _CACHE.get(full_key)
@@ -142,7 +145,7 @@ def _cached(store: Any, key: tuple[Any, ...], build: Any) -> Any:
 
 
 def _service(store: Any, name: str) -> Any:
-    return _cached(
+    return cached_per_registry(
         store, ("service-object", name), lambda: store.get_feature_service(name, allow_cache=True)
     )
 
@@ -264,49 +267,83 @@ class OnlineFeatures:
         return any(e.stale_views for e in self.entities)
 
 
+OnlineRead = Literal["kaizen", "feast"]
+ONLINE_READS: tuple[OnlineRead, ...] = ("kaizen", "feast")
+
+
+def feast_values(store: Any, features: Any, entity_rows: Sequence[Mapping[str, Any]]) -> Any:
+    """`OnlineValues` through Feast's SDK: `get_online_features(...).to_dict()`, with each
+    stored view's found flags and event times from the response proto.
+
+    A view counts as found for an entity when its values are not NOT_FOUND and carry an
+    event time: Feast's Redis store answers a missing entity with every value PRESENT (and
+    null) at the epoch, its SQLite store with NOT_FOUND."""
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    from kaizen.featurestore.direct_read import OnlineValues
+
+    rows = [dict(row) for row in entity_rows]
+    if isinstance(features, str):
+        plan = plan_for_service(store, features)
+        features = _service(store, features)
+    else:
+        plan = plan_for_refs(store, features)
+    response = store.get_online_features(features=features, entity_rows=rows)
+    proto = response.proto
+    names = list(proto.metadata.feature_names.val)
+    found: dict[str, list[bool]] = {}
+    stamps: dict[str, list[dt.datetime | None]] = {}
+    for view, at in evidence(plan, names).items():
+        vector = proto.results[at]
+        found[view] = [
+            s != FieldStatus.NOT_FOUND and (t.seconds != 0 or t.nanos != 0)
+            for s, t in zip(vector.statuses, vector.event_timestamps, strict=True)
+        ]
+        stamps[view] = [
+            dt.datetime.fromtimestamp(t.seconds + t.nanos / 1e9, dt.UTC) if hit else None
+            for t, hit in zip(vector.event_timestamps, found[view], strict=True)
+        ]
+    return OnlineValues(columns=response.to_dict(), found=found, event_timestamps=stamps)
+
+
 def read_features(
     store: Any,
     service_name: str,
     entity_rows: Sequence[Mapping[str, Any]],
     now: dt.datetime,
     policy: Policy = "refuse",
+    online_read: OnlineRead = "feast",
 ) -> OnlineFeatures:
     """Read a FeatureService's features for `entity_rows` and judge their freshness at `now`.
 
     Each row holds the join keys and any request data of on-demand views, e.g.
     `{"customer_id": 5, "requested_amount": 500.0}`. A missing entity comes back with None
-    values and its views in `missing_views`; it is not stale.
+    values and its views in `missing_views`; it is not stale. `online_read` says who reads
+    the store: Feast's SDK, or Kaizen's direct read of the same store
+    (`kaizen.featurestore.direct_read`, the same values, a fraction of the time).
     """
-    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-
     if policy not in POLICIES:
         raise InputError(f"unknown freshness policy {policy!r}: use mark or refuse")
+    if online_read not in ONLINE_READS:
+        raise InputError(f"unknown online read {online_read!r}: use kaizen or feast")
     if now.tzinfo is None:
         raise InputError("now must be timezone-aware (UTC)")
     rows = [dict(row) for row in entity_rows]
-    service = _service(store, service_name)
     plan = plan_for_service(store, service_name)
-    response = store.get_online_features(features=service, entity_rows=rows)
-    proto = response.proto
-    values = response.to_dict()
-    names = list(proto.metadata.feature_names.val)
-    found: dict[str, list[bool]] = {}
-    stamps: dict[str, list[dt.datetime | None]] = {}
-    for view, at in evidence(plan, names).items():
-        vector = proto.results[at]
-        found[view] = [s != FieldStatus.NOT_FOUND for s in vector.statuses]
-        stamps[view] = [
-            dt.datetime.fromtimestamp(t.seconds + t.nanos / 1e9, dt.UTC)
-            for t in vector.event_timestamps
-        ]
-    verdicts = judge(plan, found, stamps, len(rows), now)
-    features = [name for name in names if name in plan.columns]
+    if online_read == "kaizen":
+        from kaizen.featurestore.direct_read import read_values
+
+        read = read_values(store, service_name, rows)
+    else:
+        read = feast_values(store, service_name, rows)
+    verdicts = judge(plan, read.found, read.event_timestamps, len(rows), now)
+    features = [name for name in read.columns if name in plan.columns]
     entities = []
     for i, row in enumerate(rows):
         views = verdicts[i]
         entity_values = {}
         for column in features:
-            value = values[column][i]
+            value = read.columns[column][i]
             if policy == "refuse" and views[plan.columns[column]].stale:
                 value = None
             entity_values[column] = value

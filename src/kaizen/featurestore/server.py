@@ -199,8 +199,12 @@ class Freshness:
         found: dict[str, list[bool]] = {}
         stamps: dict[str, list[dt.datetime | None]] = {}
         for view, at in evidence(plan, names).items():
-            found[view] = [s != "NOT_FOUND" for s in results[at]["statuses"]]
             stamps[view] = [_parse_timestamp(t) for t in results[at]["event_timestamps"]]
+            # Feast's Redis store answers a missing entity PRESENT at the epoch: not found.
+            found[view] = [
+                s != "NOT_FOUND" and t != _EPOCH
+                for s, t in zip(results[at]["statuses"], stamps[view], strict=True)
+            ]
         verdicts = judge(plan, found, stamps, rows, now)
         if not any(v.stale for verdict in verdicts for v in verdict.values()):
             return response  # the common case: nothing to change, nothing to re-encode
@@ -227,6 +231,9 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body"):
             break
     return b"".join(parts)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _parse_timestamp(text: str) -> dt.datetime:

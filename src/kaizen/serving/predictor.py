@@ -128,6 +128,7 @@ class Predictor:
                 [entity],
                 self.clock(),
                 self.serve.freshness_policy,
+                self.serve.online_read,
             ).entities
         except Exception as exc:
             self.metrics.errors.labels("feature_store").inc()
@@ -189,7 +190,12 @@ class Predictor:
         try:
             for service in sorted({model.feature_service for _, model, _ in jobs}):
                 features[service] = read_features(
-                    self.store, service, entity_rows, now, self.serve.freshness_policy
+                    self.store,
+                    service,
+                    entity_rows,
+                    now,
+                    self.serve.freshness_policy,
+                    self.serve.online_read,
                 ).entities
         except Exception as exc:
             self.metrics.errors.labels("feature_store").inc()
