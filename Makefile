@@ -38,6 +38,7 @@ data: install ## the lake only (simulate + the DataOps DAG): what `dvc repro` tr
 	$(BIN)/kaizen demo --no-train
 
 repro: install ## the DVC training pipeline (training_set -> train -> evaluate -> register)
+	$(BIN)/kaizen dvc-remote
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 up: install ## start Airflow, MLflow and the feature server on 127.0.0.1, all behind a login (see README)

@@ -204,3 +204,58 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
     )
     assert events.returncode == 0, events.stderr[-2000:]
     assert '"ds": "2026-01-02"' in events.stdout
+
+
+FAILING_DAG = textwrap.dedent("""
+    import pendulum
+    from airflow.sdk import dag, task
+
+    @dag(dag_id="fails", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+    def fails():
+        @task(retries=0)
+        def given():
+            return 1
+
+        @task(retries=0)
+        def boom(x):
+            raise ValueError(f"the reason is {x + 41}")
+
+        boom(given())
+
+    fails()
+""")
+
+RUN_FAILING = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from kaizen.config import Settings
+    from kaizen.orchestrate import run_once
+    settings = Settings(_env_file=None, home=Path(sys.argv[1]), airflow_home=Path(sys.argv[2]),
+                        dags_folder=Path(sys.argv[3]))
+    o = run_once("fails", settings)
+    print("OUT " + json.dumps([o.state, o.failed_tasks, o.errors, o.failures()]))
+""")
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_a_failed_task_reports_its_error(airflow_env: dict[str, str], tmp_path: Path) -> None:
+    """`dag.test` keeps no task logs: the outcome carries each failed task's exception."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "fails.py").write_text(FAILING_DAG)
+    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
+    home = airflow_env["AIRFLOW_HOME"]
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_FAILING, str(REPO), home, str(dags)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("OUT "))
+    state, failed, errors, failures = json.loads(line[4:])
+    assert (state, failed) == ("failed", ["boom=failed"])
+    assert errors == {"boom": "ValueError: the reason is 42"}
+    assert failures == "boom=failed: ValueError: the reason is 42"

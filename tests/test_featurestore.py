@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from conftest import LABELLED_DATES, LABELLED_DAYS, REPO, make_settings
 
+from kaizen.config import Settings
 from kaizen.errors import BatchQuarantined, InputError
 from kaizen.featurestore.contract import feature_names
 from kaizen.featurestore.store import apply, open_store
@@ -310,3 +311,25 @@ def test_training_set_is_labelled_point_in_time_and_reproducible(
     b = training_set(tmp_path / "b" / "ts.parquet", rt)  # `latest` resolves to the same day
     assert a.details["sha256"] == b.details["sha256"]
     assert (tmp_path / "a" / "ts.json").exists()
+
+
+@pytest.mark.services
+def test_the_duckdb_offline_store_reads_feature_files_on_the_s3_lake(s3_settings: Settings) -> None:
+    """Feast's DuckDB store reads a FileSource through ibis' default connection, which knows
+    no endpoint or credentials: `offline_reads_s3` gives it the lake's (a `stack` training
+    set joins the feature views' files on S3)."""
+    import fsspec
+    import ibis
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kaizen.featurestore.store import offline_reads_s3
+
+    root = f"{s3_settings.lake_root}/features/customer_profile"
+    fs = fsspec.filesystem("s3", **s3_settings.storage_options(root))
+    for day, ids in (("2026-01-01", [1, 2]), ("2026-01-02", [3])):
+        with fs.open(f"{root}/ds={day}/part-0.parquet", "wb") as fh:
+            pq.write_table(pa.table({"customer_id": ids}), fh)
+    offline_reads_s3(s3_settings)
+    got = ibis.read_parquet(f"{root}/ds=*/*.parquet").to_pyarrow()
+    assert sorted(got["customer_id"].to_pylist()) == [1, 2, 3]

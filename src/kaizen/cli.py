@@ -432,7 +432,7 @@ def register(
 @app.command("dvc-remote")
 @entry
 def dvc_remote() -> None:
-    """Point DVC at this profile's remote (local directory, or S3 with credentials in .dvc/config.local)."""
+    """Point DVC at this profile's remote and lake (a local directory, or S3 with credentials in .dvc/config.local)."""
     from kaizen.dvcremote import configure
     from kaizen.runtime import Runtime
 

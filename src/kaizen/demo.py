@@ -49,7 +49,7 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
     warnings.simplefilter("ignore")
 
     def progress(o: DagRunOutcome, done: int, total: int) -> None:
-        detail = f" ({', '.join(o.failed_tasks)})" if not o.ok else ""
+        detail = f" ({o.failures()})" if not o.ok else ""
         if not o.ok or done % 5 == 0 or done == total:
             echo(f"    [{done}/{total}] {o.ds}: {o.state} in {o.seconds:.1f}s{detail}")
 
@@ -97,10 +97,10 @@ def run_demo(rt: Runtime, echo: Callable[[str], None] = print, train: bool = Tru
         if promoted.ok:
             _show_promotion(rt, echo, dates[-1])
         else:
-            echo(f"    promote: {promoted.state} ({', '.join(promoted.failed_tasks)})")
+            echo(f"    promote: {promoted.state} ({promoted.failures()})")
             problems.append(f"the promote DAG ended {promoted.state}")
     else:
-        echo(f"    train: {trained.state} ({', '.join(trained.failed_tasks)})")
+        echo(f"    train: {trained.state} ({trained.failures()})")
         problems.append(f"the train DAG ended {trained.state}")
     echo(f"done in {time.perf_counter() - started:.0f}s")
     if problems:

@@ -7,13 +7,14 @@ when first imported, so `airflow_environ()` must be applied before anything impo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +107,22 @@ class DagRunOutcome:
     state: str
     seconds: float
     failed_tasks: list[str]
+    # Each failed task's exception ("task[index]": "Type: message"): `dag.test` keeps no task
+    # log files, so without this a failed run says which task failed but never why.
+    errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.state == "success"
+
+    def failures(self) -> str:
+        """The failed tasks with their errors, e.g. `repro=failed: KaizenError: dvc ...`."""
+        return ", ".join(
+            f"{task}: {self.errors[task.split('=', 1)[0]]}"
+            if task.split("=", 1)[0] in self.errors
+            else task
+            for task in self.failed_tasks
+        )
 
 
 def run_once(dag_id: str, settings: Settings, conf: dict[str, Any] | None = None) -> DagRunOutcome:
@@ -121,8 +134,9 @@ def run_once(dag_id: str, settings: Settings, conf: dict[str, Any] | None = None
     if dag is None:
         raise KaizenError(f"no DAG {dag_id!r} in {settings.dags_folder}")
     started = time.perf_counter()
-    dag_run = dag.test(run_conf=conf or {})
-    outcome = _outcome(dag_id, "manual", dag_run, time.perf_counter() - started)
+    with _task_errors() as errors:
+        dag_run = dag.test(run_conf=conf or {})
+    outcome = _outcome(dag_id, "manual", dag_run, time.perf_counter() - started, errors)
     log.info("%s: %s in %.1fs", dag_id, outcome.state, outcome.seconds)
     return outcome
 
@@ -151,19 +165,73 @@ def run_daily(
         started = time.perf_counter()
         # A daily interval timetable runs [ds, ds+1) for the run whose logical date ends it.
         run_after = pendulum.parse(ds, tz="UTC") + dt.timedelta(days=1)
-        dag_run = dag.test(logical_date=run_after)
-        outcomes.append(_outcome(dag_id, ds, dag_run, time.perf_counter() - started))
+        with _task_errors() as errors:
+            dag_run = dag.test(logical_date=run_after)
+        outcomes.append(_outcome(dag_id, ds, dag_run, time.perf_counter() - started, errors))
         log.info("%s %s: %s in %.1fs", dag_id, ds, outcomes[-1].state, outcomes[-1].seconds)
         if progress is not None:
             progress(outcomes[-1], len(outcomes), len(ordered))
     return outcomes
 
 
-def _outcome(dag_id: str, ds: str, dag_run: Any, seconds: float) -> DagRunOutcome:
-    failed = []
+@contextlib.contextmanager
+def _task_errors() -> Iterator[dict[tuple[str, int], str]]:
+    """Collect the exception of every task `dag.test` runs that ends with one.
+
+    `dag.test` runs each task through `airflow.sdk.definitions.dag._run_task`, which gets the
+    task's error back from Airflow's in-process supervisor and drops it. Wrapping that
+    function for the duration of one run keeps it; if a later Airflow renames it, runs still
+    work and report no errors."""
+    errors: dict[tuple[str, int], str] = {}
+    try:
+        from airflow.sdk.definitions import dag as dag_module
+    except ImportError:  # pragma: no cover - Airflow moved the module
+        yield errors
+        return
+    original = getattr(dag_module, "_run_task", None)
+    if original is None:  # pragma: no cover
+        yield errors
+        return
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        ti = kwargs.get("ti")
+        try:
+            result = original(*args, **kwargs)
+        except Exception as exc:
+            if ti is not None:
+                errors[(ti.task_id, ti.map_index)] = _describe(exc)
+            raise
+        error = getattr(result, "error", None)
+        if ti is not None and error is not None:
+            errors[(ti.task_id, ti.map_index)] = _describe(error)
+        return result
+
+    dag_module._run_task = recording
+    try:
+        yield errors
+    finally:
+        dag_module._run_task = original
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _outcome(
+    dag_id: str,
+    ds: str,
+    dag_run: Any,
+    seconds: float,
+    errors: dict[tuple[str, int], str] | None = None,
+) -> DagRunOutcome:
+    failed, reasons = [], {}
     for ti in dag_run.get_task_instances():
         if ti.state not in ("success", "skipped"):
             index = f"[{ti.rendered_map_index or ti.map_index}]" if ti.map_index >= 0 else ""
             failed.append(f"{ti.task_id}{index}={ti.state}")
+            if reason := (errors or {}).get((ti.task_id, ti.map_index)):
+                reasons[f"{ti.task_id}{index}"] = reason
+                log.error("%s %s: task %s%s failed: %s", dag_id, ds, ti.task_id, index, reason)
     state = getattr(dag_run.state, "value", dag_run.state)
-    return DagRunOutcome(dag_id, ds, str(state), round(seconds, 2), failed)
+    return DagRunOutcome(dag_id, ds, str(state), round(seconds, 2), failed, reasons)

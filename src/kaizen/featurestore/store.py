@@ -91,12 +91,74 @@ def _prepare(settings: Settings) -> None:
 def open_store(settings: Settings, *, require_applied: bool = True) -> Any:
     """A FeatureStore on the project's repo for this profile (cached per process)."""
     _prepare(settings)
+    if settings.lake_root.startswith("s3://"):
+        offline_reads_s3(settings)
     store = _open(str(settings.feast_repo), json.dumps(feast_environ(settings), sort_keys=True))
     if require_applied and not store.list_feature_views(allow_cache=True):
         raise ConfigError(
             "the Feast registry has no feature views for this profile: run `kaizen apply`"
         )
     return store
+
+
+def offline_reads_s3(settings: Settings) -> None:
+    """Let the DuckDB offline store read the feature views' files from the S3 lake.
+
+    Feast's DuckDB store reads a FileSource through ibis' default DuckDB connection with no
+    endpoint or credentials of its own (those would be stored in the registry), so it would
+    ask AWS. This gives that connection the `httpfs` extension (from the
+    `duckdb-extension-httpfs` package: DuckDB's own download needs the internet) and a
+    temporary secret for the lake's bucket from the settings; nothing is written to disk but
+    the extension."""
+    bucket = settings.lake_root.split("://", 1)[1].split("/", 1)[0]
+    key = settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else ""
+    secret = (
+        settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else ""
+    )
+    _duckdb_s3_secret(bucket, settings.s3_endpoint_url or "", settings.s3_region, key, secret)
+
+
+@functools.lru_cache(maxsize=4)
+def _duckdb_s3_secret(bucket: str, endpoint_url: str, region: str, key: str, secret: str) -> None:
+    import glob
+
+    import ibis
+
+    con = ibis.get_backend()  # the connection `ibis.read_parquet` (Feast's DuckDB store) uses
+    state = con.raw_sql(
+        "SELECT installed, loaded FROM duckdb_extensions() WHERE extension_name = 'httpfs'"
+    ).fetchone()
+    installed, loaded = state if state else (False, False)
+    if not installed:
+        with contextlib.suppress(ImportError):
+            import duckdb_extension_httpfs
+
+            folder = os.path.dirname(duckdb_extension_httpfs.__file__)
+            found = sorted(glob.glob(os.path.join(folder, "extensions", "*", "httpfs.*")))
+            if found:
+                con.raw_sql(f"INSTALL '{found[0]}'")
+    if not loaded:
+        con.raw_sql("LOAD httpfs")
+
+    def quoted(value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    options = [
+        "TYPE s3",
+        f"REGION {quoted(region)}",
+        f"SCOPE {quoted(f's3://{bucket}')}",
+    ]
+    if key and secret:
+        options += [f"KEY_ID {quoted(key)}", f"SECRET {quoted(secret)}"]
+    if endpoint_url:  # an S3-compatible store (SeaweedFS, MinIO): path-style URLs
+        scheme, _, host = endpoint_url.partition("://")
+        options += [
+            f"ENDPOINT {quoted(host.rstrip('/'))}",
+            "URL_STYLE 'path'",
+            f"USE_SSL {'true' if scheme == 'https' else 'false'}",
+        ]
+    name = "kaizen_lake_" + "".join(c if c.isalnum() else "_" for c in bucket)
+    con.raw_sql(f"CREATE OR REPLACE SECRET {name} ({', '.join(options)})")
 
 
 @functools.lru_cache(maxsize=4)

@@ -2,6 +2,8 @@
 
 DVC's own lock serialises runs (`--wait-for-lock`: a second run waits instead of failing);
 the Airflow run that asked is passed down so the registered version's manifest names it.
+DVC's remotes are pointed at this profile's lake and storage first (`kaizen.dvcremote`):
+the stages' lake inputs are `remote://lake/...`, an S3 prefix in the `stack` profile.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def repro(rt: Runtime | None = None, airflow_run: str = "") -> StageResult:
         env["KAIZEN_AIRFLOW_RUN"] = airflow_run
     result = StageResult("repro", "dvc.yaml")
     with timed(result, log, rt):
+        from kaizen.dvcremote import configure
+
+        configure(rt.settings)
         before = (home / REGISTERED).read_text() if (home / REGISTERED).exists() else ""
         proc = subprocess.Popen(
             [str(Path(bin_dir) / "dvc"), "--wait-for-lock", "repro"],
