@@ -26,6 +26,7 @@ from kaizen.monitoring.alerts import Breach
 from kaizen.monitoring.predictions import SCHEMA, read_predictions
 from kaizen.monitoring.reference import reference_of, version_at
 from kaizen.monitoring.window import issued_invoices, offline_features, window_days
+from kaizen.params import load_params
 from kaizen.runtime import Runtime
 from kaizen.stages.monitor import monitor
 
@@ -255,6 +256,60 @@ def test_drift_statistics_separate_a_shock_from_noise(world: Path, tmp_path: Pat
     assert not by_name["tenure_days"]["drifted"]  # untouched inputs stay quiet
     assert {"region", "income_band"} <= set(categorical)
     assert {f["test"] for f in moved["features"]} == {"ks", "chisquare"}
+
+
+def test_the_drift_numbers_are_evidentlys_value_drift_report() -> None:
+    """column_drift calls evidently's stat tests without its Report: the numbers must be the
+    ones the Report's ValueDrift metrics give on the same frames (NaN, inf, a new category)."""
+    import warnings
+
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    rng = np.random.default_rng(5)
+    n_ref, n_cur = 900, 140
+    ref = pd.DataFrame(
+        {
+            "amount": rng.lognormal(6, 0.5, n_ref),
+            "ratio": rng.beta(2, 5, n_ref),
+            "region": rng.choice(["north", "south", "east"], n_ref),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "amount": rng.lognormal(6.3, 0.6, n_cur),
+            "ratio": rng.beta(2, 4, n_cur),
+            "region": rng.choice(["north", "south", "west", None], n_cur),
+        }
+    )
+    ref.loc[::37, "ratio"] = np.nan
+    cur.loc[::11, "amount"] = np.inf
+    p = load_params(REPO / "params.yaml").monitor
+    ours = drift.column_drift(ref, cur, ["amount", "ratio"], ["region"], p)
+
+    frames = []
+    for frame in (ref, cur):
+        frame = frame.copy()
+        frame["region"] = frame["region"].astype(object).where(frame["region"].notna(), "missing")
+        frames.append(frame)
+    definition = DataDefinition(
+        numerical_columns=["amount", "ratio"], categorical_columns=["region"]
+    )
+    metrics = []
+    for c, test in [("amount", "ks"), ("ratio", "ks"), ("region", "chisquare")]:
+        metrics += [ValueDrift(column=c, method="psi"), ValueDrift(column=c, method=test)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = Report(metrics).run(
+            Dataset.from_pandas(frames[1], data_definition=definition),
+            Dataset.from_pandas(frames[0], data_definition=definition),
+        )
+    values = [m["value"] for m in run.dict()["metrics"]]
+    for i, row in enumerate(ours):
+        assert row["psi"] == pytest.approx(values[2 * i], abs=1e-6), row["feature"]
+        assert row["p_value"] == pytest.approx(values[2 * i + 1], abs=1e-6), row["feature"]
+    assert [r["feature"] for r in ours] == ["amount", "ratio", "region"]
+    assert ours[0]["drifted"]  # a shifted amount is found either way
 
 
 # -- business metric -----------------------------------------------------------------------

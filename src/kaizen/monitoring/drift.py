@@ -1,8 +1,11 @@
 """Data drift per model input and prediction drift, with evidently's statistics.
 
-Per column two of evidently's `ValueDrift` metrics run on the same data: PSI (how much the
+Per column two of evidently's drift statistics run on the same data: PSI (how much the
 distribution moved) and a test (KS for numbers, chi-squared for categories: is the move more
-than sampling noise). A column drifts when both say so: PSI above `psi_threshold` *and* the
+than sampling noise). They are evidently's own stat tests, called as its `ValueDrift` metric
+calls them (infinities and missing values dropped first), without the Report around them: a
+Report renders a plotly widget and copies the whole frame for every metric, which was about
+two thirds of a monitor run (`tests/test_monitoring.py` checks both give the same numbers). A column drifts when both say so: PSI above `psi_threshold` *and* the
 p-value below `p_value`. Large windows make any test significant and tiny windows make any
 PSI noisy; requiring both keeps a stable world quiet. A missing category value is a category
 of its own ("missing"), so a feature going missing is drift too.
@@ -13,7 +16,6 @@ compares the champion's served scores with its scores on its holdout.
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from typing import Any
@@ -42,9 +44,6 @@ def column_drift(
     p: MonitorParams,
 ) -> list[dict[str, Any]]:
     """PSI and the KS / chi-squared p-value of every column, with its verdict."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-
     columns = [*numeric, *categorical]
     # An input the current rows lack (an older log) is all missing there: drift, not a crash.
     ref, cur = reference.reindex(columns=columns), current.reindex(columns=columns)
@@ -56,24 +55,13 @@ def column_drift(
     # A numeric column empty on either side cannot be compared: reported, never judged.
     judged = [c for c in numeric if ref[c].notna().any() and cur[c].notna().any()]
     judged += categorical
-    metrics = []
-    for c in judged:
-        test = "chisquare" if c in categorical else "ks"
-        metrics += [ValueDrift(column=c, method="psi"), ValueDrift(column=c, method=test)]
     values: list[Any] = []
-    if metrics:
-        definition = DataDefinition(
-            numerical_columns=[c for c in judged if c in numeric],
-            categorical_columns=[c for c in judged if c in categorical],
-        )
-        logging.getLogger("evidently").setLevel(logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run = Report(metrics).run(
-                Dataset.from_pandas(cur[judged], data_definition=definition),
-                Dataset.from_pandas(ref[judged], data_definition=definition),
-            )
-        values = [m["value"] for m in run.dict()["metrics"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c in judged:
+            kind = "cat" if c in categorical else "num"
+            test = "chisquare" if c in categorical else "ks"
+            values += [_score(ref[c], cur[c], kind, "psi"), _score(ref[c], cur[c], kind, test)]
     out = []
     for i, c in enumerate(judged):
         psi, pvalue = _clean(values[2 * i]), _clean(values[2 * i + 1])
@@ -98,6 +86,19 @@ def column_drift(
                 | {"drifted": False, "reference_mean": None, "current_mean": None}
             )
     return out
+
+
+def _score(reference: pd.Series, current: pd.Series, kind: str, method: str) -> float:
+    """evidently's `method` drift score of one column, on the values its ValueDrift judges."""
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    ref = reference.replace([-np.inf, np.inf], np.nan).dropna()
+    cur = current.replace([-np.inf, np.inf], np.nan).dropna()
+    column_type = ColumnType(
+        kind
+    )  # an enum: the tests compare it, a plain "num" reads as a category
+    return get_stattest(ref, cur, column_type, method)(ref, cur, column_type, None).drift_score
 
 
 def _mean(values: pd.Series) -> float | None:
