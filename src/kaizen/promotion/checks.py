@@ -49,26 +49,48 @@ def floors(metrics: dict[str, Any], p: PromoteParams) -> Check:
     )
 
 
+_BOOTSTRAP_CHUNK = 100  # resamples ranked at once: bounds the (chunk x rows) matrices
+
+
 def paired_bootstrap(
     y: np.ndarray, new: np.ndarray, old: np.ndarray, p: PromoteParams
 ) -> dict[str, float]:
-    """CI of ROC AUC(new) - ROC AUC(old) over the same rows resampled together (seeded)."""
+    """CI of ROC AUC(new) - ROC AUC(old) over the same rows resampled together (seeded).
+
+    The resamples are drawn in chunks from the same seeded stream as one at a time, and each
+    chunk's AUCs come from one ranking (`_auc_rows`): a roc_auc_score call per resample was
+    ~95% of a daily production-gate run on live evidence (20-40 s for 1,000 resamples)."""
     rng = np.random.default_rng(p.non_inferiority.seed)
-    n = len(y)
+    y, new, old = np.asarray(y), np.asarray(new, dtype=float), np.asarray(old, dtype=float)
+    n, total = len(y), p.non_inferiority.bootstrap_samples
     diffs = []
-    for _ in range(p.non_inferiority.bootstrap_samples):
-        idx = rng.integers(0, n, n)
-        if y[idx].min() == y[idx].max():
-            continue
-        diffs.append(roc_auc_score(y[idx], new[idx]) - roc_auc_score(y[idx], old[idx]))
+    for start in range(0, total, _BOOTSTRAP_CHUNK):
+        idx = rng.integers(0, n, (min(_BOOTSTRAP_CHUNK, total - start), n))
+        labels = y[idx]
+        both = labels.min(axis=1) != labels.max(axis=1)  # a one-class resample has no AUC
+        idx, labels = idx[both], labels[both]
+        diffs.append(_auc_rows(labels, new[idx]) - _auc_rows(labels, old[idx]))
+    diffs = np.concatenate(diffs) if diffs else np.array([])
     alpha = (1 - p.non_inferiority.confidence) / 2
-    low, high = np.quantile(diffs, [alpha, 1 - alpha]) if diffs else (float("nan"), float("nan"))
+    low, high = np.quantile(diffs, [alpha, 1 - alpha]) if len(diffs) else (math.nan, math.nan)
     return {
         "delta": float(roc_auc_score(y, new) - roc_auc_score(y, old)),
         "low": float(low),
         "high": float(high),
         "samples": len(diffs),
     }
+
+
+def _auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of every row of `scores` against the 0/1 labels of the same row: the
+    Mann-Whitney statistic with tied scores given their average rank, which is the area
+    roc_auc_score computes (its trapezoids count a tie as half)."""
+    from scipy.stats import rankdata
+
+    positives = labels.sum(axis=1)
+    negatives = labels.shape[1] - positives
+    rank_sum = (rankdata(scores, method="average", axis=1) * labels).sum(axis=1)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
 def non_inferior(y: np.ndarray, new: np.ndarray, old: np.ndarray | None, p: PromoteParams) -> Check:
