@@ -10,7 +10,7 @@ export KAIZEN_HOME ?= $(CURDIR)
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install lock demo data repro up down status feature-server serve test faults lint format bench all services clean loadtest kaizen-eval
+.PHONY: help install lock demo data repro up down status feature-server serve test faults lint format bench all services browser clean loadtest kaizen-eval
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ lock: ## re-resolve constraints.txt after changing pyproject.toml
 
 services: ## make sure PostgreSQL and Redis answer on loopback (installs them if missing)
 	@scripts/ensure-services.sh
+
+browser: ## Debian's chromium for the browser tests (installs it if missing; never a download)
+	@scripts/ensure-browser.sh
 
 demo: install ## the main job end to end: simulate, DataOps DAG through Airflow, train a candidate
 	$(BIN)/kaizen demo
@@ -56,7 +59,7 @@ feature-server: install ## Feast's feature server alone, in the foreground (bear
 serve: install ## the prediction API alone, in the foreground (bearer token from .env; WORKERS=1)
 	$(BIN)/kaizen serve --workers $(or $(WORKERS),1)
 
-test: install services ## the whole test suite (CI runs this)
+test: install services browser ## the whole test suite (CI runs this)
 	$(BIN)/pytest -q
 
 faults: install ## the fault-injection tests only

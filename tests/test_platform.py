@@ -113,6 +113,20 @@ def test_a_busy_port_is_one_line_naming_its_setting(tmp_path: Path) -> None:
         _check_ports(same, components(same))
 
 
+def test_feasts_temporary_metrics_dir_is_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` imports Feast, which points these at a temp dir removed when `up` exits: a task
+    importing Feast under the platform then failed on the missing dir (found by
+    tests/test_clients.py's DAG runs)."""
+    from kaizen.platform.supervisor import NOT_INHERITED, child_environ
+
+    for key in NOT_INHERITED:
+        monkeypatch.setenv(key, "/tmp/feast_metrics_gone")
+    monkeypatch.setenv("KAIZEN_KEPT", "1")
+    env = child_environ()
+    assert not set(NOT_INHERITED) & set(env)
+    assert env["KAIZEN_KEPT"] == "1"
+
+
 # --- one running platform -------------------------------------------------------------------
 
 

@@ -47,6 +47,11 @@ log = get_logger(__name__)
 
 Echo = Callable[[str], None]
 STOP_GRACE_S = 11.0  # SIGTERM grace before SIGKILL; `down` stays under 15 s in all
+# Importing Feast (`up` applies the repo in this process) points these at a temp dir of its own,
+# which it removes when this process exits. Inherited, they would send every later Feast import
+# of the platform (the feature server, the DAG's apply and materialize tasks) to a missing
+# directory (FileNotFoundError); each process's Feast import makes its own instead.
+NOT_INHERITED = ("PROMETHEUS_MULTIPROCESS_DIR", "PROMETHEUS_MULTIPROC_DIR")
 
 
 @dataclass(frozen=True)
@@ -397,7 +402,7 @@ def _spawn(
         proc = subprocess.Popen(
             argv,
             cwd=settings.home,
-            env={**os.environ, **env, **secret, **_s3_credentials(settings)},
+            env={**child_environ(), **env, **secret, **_s3_credentials(settings)},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -406,6 +411,11 @@ def _spawn(
         )
     layout.pid_file.write_text(f"{proc.pid}\n")
     return proc
+
+
+def child_environ() -> dict[str, str]:
+    """This process's environment as the platform's processes inherit it."""
+    return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
 
 
 def _wait_healthy(
