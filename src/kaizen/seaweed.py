@@ -109,9 +109,9 @@ def identity_json(access_key_id: str, secret_access_key: str) -> str:
 
 
 def write_identity(config_file: Path, access_key_id: str, secret_access_key: str) -> None:
-    config_file.touch(mode=0o600)
-    config_file.chmod(0o600)  # before the secret is in it
-    config_file.write_text(identity_json(access_key_id, secret_access_key))
+    from kaizen.platform.secrets import write_private  # 0600 from the first byte, atomic
+
+    write_private(config_file, identity_json(access_key_id, secret_access_key))
 
 
 def wait_ready(endpoint: S3Endpoint, timeout_s: float = 30.0) -> None:
