@@ -311,22 +311,52 @@ def expected_tasks() -> set[str]:
     }
 
 
-def wait_for_success(client: httpx.Client, run_id: str, timeout_s: float = RUN_TIMEOUT_S) -> dict:
-    """Poll the run's task instances until every one succeeded; fail at the first one that
-    cannot (failed, upstream_failed), naming it."""
+def wait_for_success(
+    client: httpx.Client, run_ids: list[str], timeout_s: float, platform_log: Path
+) -> dict[str, dict]:
+    """Poll the runs' task instances until every one succeeded; fail at the first one that
+    cannot (failed, upstream_failed), naming it. The runs share one deadline: with the DAG's
+    `max_active_runs=1`, one may wait for the other. On timeout the message says what the
+    scheduler saw: every run of the DAG and the platform log's last scheduler lines."""
     deadline = time.monotonic() + timeout_s
+    done: dict[str, dict] = {}
     while True:
-        states = task_states(client, run_id)
-        bad = {name: state for name, state in states.items() if state in FINISHED_BAD}
-        assert not bad, f"{run_id}: {bad}"
-        run = client.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()
-        assert run["state"] != "failed", f"{run_id} failed: {states}"
-        if run["state"] == "success":
-            # A run can succeed having run nothing (no task instances): that is no success.
-            assert states and set(states.values()) == {"success"}, f"{run_id}: {states}"
-            return {"run": run, "tasks": states}
-        assert time.monotonic() < deadline, f"{run_id} not done in {timeout_s:.0f}s: {states}"
+        for run_id in (r for r in run_ids if r not in done):
+            states = task_states(client, run_id)
+            bad = {name: state for name, state in states.items() if state in FINISHED_BAD}
+            assert not bad, f"{run_id}: {bad}"
+            run = client.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()
+            assert run["state"] != "failed", f"{run_id} failed: {states}"
+            if run["state"] == "success":
+                # A run can succeed having run nothing (no task instances): that is no success.
+                assert states and set(states.values()) == {"success"}, f"{run_id}: {states}"
+                done[run_id] = {"run": run, "tasks": states}
+        if len(done) == len(run_ids):
+            return done
+        if time.monotonic() >= deadline:
+            pending = sorted(set(run_ids) - set(done))
+            raise AssertionError(
+                f"{pending} not done in {timeout_s:.0f}s: "
+                + json.dumps({r: task_states(client, r) for r in pending})
+                + "\n"
+                + scheduler_story(client, platform_log)
+            )
         time.sleep(2)
+
+
+def scheduler_story(client: httpx.Client, platform_log: Path, lines: int = 60) -> str:
+    """Every run of the DAG with its type and state, and the scheduler's last log lines."""
+    runs = client.get(f"/dags/{DAG_ID}/dagRuns", params={"limit": 100}).json()["dag_runs"]
+    table = "\n".join(
+        f"  {r['dag_run_id']}: {r['run_type']} {r['state']} interval {r['data_interval_start']}"
+        f" queued {r.get('queued_at')} started {r.get('start_date')}"
+        for r in runs
+    )
+    logged = platform_log.read_text(errors="replace").splitlines() if platform_log.exists() else []
+    tail = "\n".join(x for x in logged if "scheduler" in x or "system" in x)
+    return f"runs of {DAG_ID}:\n{table}\nplatform log (scheduler):\n" + "\n".join(
+        tail.splitlines()[-lines:]
+    )
 
 
 def backfill_runs(client: httpx.Client, first: str, last: str) -> list[dict]:
@@ -341,6 +371,19 @@ def backfill_runs(client: httpx.Client, first: str, last: str) -> list[dict]:
     )
     assert response.status_code == 200, response.text
     return list(response.json()["dag_runs"])
+
+
+def wait_backfills_complete(client: httpx.Client, timeout_s: float = 120) -> None:
+    """Until no backfill of the DAG is open: the scheduler marks one complete after its runs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = client.get("/backfills", params={"dag_id": DAG_ID, "limit": 100})
+        assert response.status_code == 200, response.text
+        open_ = [b for b in response.json()["backfills"] if b["completed_at"] is None]
+        if not open_:
+            return
+        assert time.monotonic() < deadline, f"backfills still open after {timeout_s:.0f}s: {open_}"
+        time.sleep(1)
 
 
 def rewritten_since(world: World, ds: str, since: float) -> list[str]:
@@ -627,6 +670,9 @@ def test_rest_api_v2_runs_and_backfills_dataops_daily(world: World) -> None:
         run_id = triggered.json()["dag_run_id"]
         assert triggered.json()["data_interval_start"].startswith(run_ds)
 
+        # The browser test's backfill stays open until the scheduler marks it complete, a
+        # loop or more after its last run; until then Airflow refuses a second one (409).
+        wait_backfills_complete(client)
         created = client.post(
             "/backfills",
             json={
@@ -643,12 +689,14 @@ def test_rest_api_v2_runs_and_backfills_dataops_daily(world: World) -> None:
         [filled] = backfill_runs(client, backfill_ds, backfill_ds)
         assert filled["data_interval_start"].startswith(backfill_ds)
 
-        manual = wait_for_success(client, run_id)
-        filled_done = wait_for_success(client, filled["dag_run_id"])
-        deadline = time.monotonic() + 120  # the scheduler marks the backfill complete next
-        while (done := client.get(f"/backfills/{backfill['id']}").json())["completed_at"] is None:
-            assert time.monotonic() < deadline, done
-            time.sleep(1)
+        outcome = wait_for_success(
+            client,
+            [run_id, filled["dag_run_id"]],
+            2 * RUN_TIMEOUT_S,
+            world.home / ".kaizen" / "logs" / "platform.log",
+        )
+        manual, filled_done = outcome[run_id], outcome[filled["dag_run_id"]]
+        wait_backfills_complete(client)
     print(f"REST: a run and a one-day backfill to success in {time.perf_counter() - started:.0f}s")
     for outcome in (manual, filled_done):
         assert set(outcome["tasks"]) == expected_tasks(), outcome["tasks"]
