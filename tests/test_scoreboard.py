@@ -35,6 +35,9 @@ def test_scenario_puts_history_before_day_one_and_the_shock_on_its_day(tmp_path:
     assert s.params.explain.background_rows == s.board.explain_background_rows
     # The in-process latency budget at the loop's, not the project's (it measures CPU contention).
     assert s.params.promote.budget.latency_p99_ms == s.board.latency_p99_ms == 1000
+    # Neither the importance table nor the ONNX form enters a gate: the loop's are cheap.
+    assert s.params.evaluate.permutation_repeats == s.board.permutation_repeats == 1
+    assert s.params.register_.onnx.enabled is s.board.onnx is False
 
 
 def test_a_bad_override_is_one_line_naming_the_key(tmp_path: Path) -> None:

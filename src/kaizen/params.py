@@ -312,6 +312,8 @@ class ScoreboardParams(_Section):
     latency_p99_ms: Annotated[
         float, Field(gt=0)
     ]  # promote.budget.latency_p99_ms in the loop's world
+    permutation_repeats: Annotated[int, Field(ge=1, le=50)]  # evaluate.* in the loop's world
+    onnx: bool  # register.onnx.enabled in the loop's world
 
     @model_validator(mode="after")
     def _shock_inside(self) -> ScoreboardParams:

@@ -77,6 +77,8 @@ def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None 
         sample_rows=b.explain_sample_rows, background_rows=b.explain_background_rows
     )
     raw["promote"]["budget"]["latency_p99_ms"] = b.latency_p99_ms
+    raw["evaluate"]["permutation_repeats"] = b.permutation_repeats
+    raw["register"]["onnx"]["enabled"] = b.onnx
     raw["simulate"].update(
         days=b.history_days + b.days,
         customers=b.customers,
