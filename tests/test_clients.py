@@ -113,6 +113,7 @@ class World:
     airflow_password: str
     mlflow_password: str
     data_docs: Path
+    platform_log: Path  # every platform process's output, one prefixed line each
 
 
 def _clone(root: Path, world: Path) -> Path:
@@ -204,6 +205,7 @@ def build_world(root: Path, labelled: Path, airflow_db: str) -> Iterator[World]:
         assert up.returncode == 0, f"kaizen up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         print(f"kaizen up: healthy in {time.perf_counter() - started:.0f}s")
         from kaizen.config import Settings
+        from kaizen.platform.layout import Layout
 
         settings = Settings(_env_file=clone / ".env", home=clone)
         assert settings.airflow_admin_password and settings.mlflow_admin_password
@@ -218,6 +220,7 @@ def build_world(root: Path, labelled: Path, airflow_db: str) -> Iterator[World]:
             airflow_password=settings.airflow_admin_password.get_secret_value(),
             mlflow_password=settings.mlflow_admin_password.get_secret_value(),
             data_docs=clone / "expectations" / "uncommitted" / "data_docs" / "local_site",
+            platform_log=Layout.from_settings(settings).log_file,
         )
     finally:
         subprocess.run([KAIZEN, "down"], env=env, cwd=clone, capture_output=True, timeout=60)
@@ -315,9 +318,9 @@ def wait_for_success(
     client: httpx.Client, run_ids: list[str], timeout_s: float, platform_log: Path
 ) -> dict[str, dict]:
     """Poll the runs' task instances until every one succeeded; fail at the first one that
-    cannot (failed, upstream_failed), naming it. The runs share one deadline: with the DAG's
-    `max_active_runs=1`, one may wait for the other. On timeout the message says what the
-    scheduler saw: every run of the DAG and the platform log's last scheduler lines."""
+    cannot (failed, upstream_failed), naming it. The runs share one deadline, as they share
+    the executor's slots. On timeout the message says what the scheduler saw: every run of
+    the DAG and the platform log's last scheduler lines."""
     deadline = time.monotonic() + timeout_s
     done: dict[str, dict] = {}
     while True:
@@ -353,10 +356,8 @@ def scheduler_story(client: httpx.Client, platform_log: Path, lines: int = 60) -
         for r in runs
     )
     logged = platform_log.read_text(errors="replace").splitlines() if platform_log.exists() else []
-    tail = "\n".join(x for x in logged if "scheduler" in x or "system" in x)
-    return f"runs of {DAG_ID}:\n{table}\nplatform log (scheduler):\n" + "\n".join(
-        tail.splitlines()[-lines:]
-    )
+    tail = [x for x in logged if "scheduler" in x or "system" in x][-lines:]
+    return f"runs of {DAG_ID}:\n{table}\nplatform log (scheduler):\n" + "\n".join(tail)
 
 
 def backfill_runs(client: httpx.Client, first: str, last: str) -> list[dict]:
@@ -689,13 +690,10 @@ def test_rest_api_v2_runs_and_backfills_dataops_daily(world: World) -> None:
         [filled] = backfill_runs(client, backfill_ds, backfill_ds)
         assert filled["data_interval_start"].startswith(backfill_ds)
 
-        outcome = wait_for_success(
-            client,
-            [run_id, filled["dag_run_id"]],
-            2 * RUN_TIMEOUT_S,
-            world.home / ".kaizen" / "logs" / "platform.log",
+        finished = wait_for_success(
+            client, [run_id, filled["dag_run_id"]], 2 * RUN_TIMEOUT_S, world.platform_log
         )
-        manual, filled_done = outcome[run_id], outcome[filled["dag_run_id"]]
+        manual, filled_done = finished[run_id], finished[filled["dag_run_id"]]
         wait_backfills_complete(client)
     print(f"REST: a run and a one-day backfill to success in {time.perf_counter() - started:.0f}s")
     for outcome in (manual, filled_done):
