@@ -115,3 +115,38 @@ def test_the_board_counts_what_the_journal_says(tmp_path: Path) -> None:
     assert not quality.passed  # the gap is far wider than 0.02
     text = board.render(rows, "header")
     assert "MISS" in text and "PASS" in text
+
+
+def test_the_oracle_scores_the_same_fitted_in_one_process_or_two(tmp_path: Path) -> None:
+    from kaizen.scoreboard import oracle
+
+    s = scenario(REPO / "params.yaml", tmp_path, SMALL)
+    rt = runtime(s, REPO)
+    rng = np.random.default_rng(7)
+    n = 30 * 60
+    risk = rng.normal(0, 1, n)
+    frame = pd.DataFrame(
+        {
+            "invoice_id": [str(i) for i in range(n)],
+            "customer_id": [str(i % 300) for i in range(n)],
+            "event_timestamp": pd.to_datetime(
+                [f"{s.ds(1 + i // 60)}T12:00:00Z" for i in range(n)], utc=True
+            ),
+            "late_ratio_180d": risk,
+            "noise": rng.normal(0, 1, n),
+            "region": rng.choice(["north", "south"], n).astype(object),
+            "label": (risk + rng.normal(0, 1, n)) > 1.3,
+        }
+    )
+    days = [s.ds(d) for d in (26, 27, 28)]
+
+    def scores(jobs: int) -> pd.DataFrame:
+        board_params = rt.params.scoreboard.model_copy(update={"oracle_jobs": jobs})
+        params = rt.params.model_copy(update={"scoreboard": board_params})
+        return oracle.oracle_scores(SimpleNamespace(params=params), frame, days, 1, progress=id)
+
+    one, two = scores(1), scores(2)
+    assert len(one) == 3 * 60 and set(one["invoice_id"]) == set(
+        frame["invoice_id"][25 * 60 : 28 * 60]
+    )
+    pd.testing.assert_frame_equal(one, two)

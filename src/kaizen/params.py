@@ -303,6 +303,7 @@ class ScoreboardParams(_Section):
     fix_after_days: Annotated[int, Field(ge=1, le=30)]  # the operator re-lands and replays then
     label_horizon_days: Annotated[int, Field(ge=1, le=365)]  # hindsight for the truth labels
     oracle_every_days: Annotated[int, Field(ge=1, le=30)]  # the oracle retrains this often
+    oracle_jobs: Annotated[int, Field(ge=1, le=64)]  # its independent fits run in parallel
     worse_margin: Annotated[float, Field(ge=0, le=1)]  # a champion this much worse: "worse"
     detect_within_days: Days
     champion_within_days: Days

@@ -12,6 +12,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from kaizen.logs import get_logger
+from kaizen.params import Params
 from kaizen.runtime import Runtime
 from kaizen.transforms.views import EVENT_TIMESTAMP, as_of
 
@@ -34,34 +35,53 @@ def features_at_issue(rt: Runtime, truth: pd.DataFrame, last_ds: str) -> pd.Data
     return joined.sort_values([EVENT_TIMESTAMP, "invoice_id"], kind="stable").reset_index(drop=True)
 
 
+def _fit_and_score(
+    frame: pd.DataFrame, block: list[str], params: Params
+) -> tuple[str, int, pd.DataFrame] | None:
+    """One oracle: fitted on everything issued before the block, scoring the block's invoices."""
+    from kaizen.model.data import model_inputs
+    from kaizen.model.pipeline import build, calibration_split
+
+    inputs = model_inputs(frame)
+    start = as_of(block[0]) - pd.Timedelta(days=1)  # 00:00 of the block's first day
+    end = as_of(block[-1])
+    lookback = start - pd.Timedelta(days=params.training_set.lookback_days)
+    past = frame[(frame[EVENT_TIMESTAMP] < start) & (frame[EVENT_TIMESTAMP] >= lookback)]
+    test = frame[(frame[EVENT_TIMESTAMP] >= start) & (frame[EVENT_TIMESTAMP] < end)]
+    if test.empty:
+        return None
+    cv = calibration_split(past, inputs, params.train.calibration_folds)
+    # One thread per fit: the fits themselves run side by side, one per core.
+    with threadpool_limits(limits=1):
+        model = build(inputs, params.train, params.promote.behaviour.monotone_increasing, cv)
+        model.fit(past[inputs.all], past[LABEL])
+        scores = model.predict_proba(test[inputs.all])[:, 1]
+    scored = pd.DataFrame({"invoice_id": test["invoice_id"].to_numpy(), "oracle": scores})
+    return block[0], len(past), scored
+
+
 def oracle_scores(
     rt: Runtime, frame: pd.DataFrame, days: list[str], every: int, progress=print
 ) -> pd.DataFrame:
     """invoice_id -> the oracle's score: for each block of `every` days, a model fitted on
-    everything issued before the block's first day, scoring the invoices of the block."""
-    from kaizen.model.data import model_inputs
-    from kaizen.model.pipeline import build, calibration_split
+    everything issued before the block's first day, scoring the invoices of the block.
 
-    p = rt.params
-    inputs = model_inputs(frame)
+    The blocks are independent, so they are fitted in parallel (`scoreboard.oracle_jobs`
+    processes); each fit is deterministic, so the scores do not depend on how many."""
+    from joblib import Parallel, delayed
+
+    blocks = [days[i : i + every] for i in range(0, len(days), every)]
+    jobs = rt.params.scoreboard.oracle_jobs
+    fitted = Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(_fit_and_score)(frame, block, rt.params) for block in blocks
+    )
     out = []
-    for i in range(0, len(days), every):
-        block = days[i : i + every]
-        start = as_of(block[0]) - pd.Timedelta(days=1)  # 00:00 of the block's first day
-        end = as_of(block[-1])
-        lookback = start - pd.Timedelta(days=p.training_set.lookback_days)
-        past = frame[(frame[EVENT_TIMESTAMP] < start) & (frame[EVENT_TIMESTAMP] >= lookback)]
-        test = frame[(frame[EVENT_TIMESTAMP] >= start) & (frame[EVENT_TIMESTAMP] < end)]
-        if test.empty:
+    for result in fitted:
+        if result is None:
             continue
-        cv = calibration_split(past, inputs, p.train.calibration_folds)
-        with threadpool_limits(limits=1):
-            model = build(inputs, p.train, p.promote.behaviour.monotone_increasing, cv).fit(
-                past[inputs.all], past[LABEL]
-            )
-            scores = model.predict_proba(test[inputs.all])[:, 1]
-        out.append(pd.DataFrame({"invoice_id": test["invoice_id"].to_numpy(), "oracle": scores}))
-        progress(f"oracle {block[0]}: fitted on {len(past)} invoices, scored {len(test)}")
+        first, n_past, scored = result
+        out.append(scored)
+        progress(f"oracle {first}: fitted on {n_past} invoices, scored {len(scored)}")
     if not out:
         return pd.DataFrame({"invoice_id": pd.Series(dtype=str), "oracle": pd.Series(dtype=float)})
     return pd.concat(out, ignore_index=True)
