@@ -140,12 +140,7 @@ def test_the_oracle_scores_the_same_fitted_in_one_process_or_two(tmp_path: Path)
     )
     days = [s.ds(d) for d in (26, 27, 28)]
 
-    def scores(jobs: int) -> pd.DataFrame:
-        board_params = rt.params.scoreboard.model_copy(update={"oracle_jobs": jobs})
-        params = rt.params.model_copy(update={"scoreboard": board_params})
-        return oracle.oracle_scores(SimpleNamespace(params=params), frame, days, 1, progress=id)
-
-    one, two = scores(1), scores(2)
+    one, two = (oracle.oracle_scores(rt, frame, days, 1, jobs, progress=id) for jobs in (1, 2))
     assert len(one) == 3 * 60 and set(one["invoice_id"]) == set(
         frame["invoice_id"][25 * 60 : 28 * 60]
     )

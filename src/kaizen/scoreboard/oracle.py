@@ -8,10 +8,12 @@ join as training, and is the same pipeline with the same `train` params.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from kaizen.logs import get_logger
+from kaizen.model.data import Inputs, model_inputs
 from kaizen.params import Params
 from kaizen.runtime import Runtime
 from kaizen.transforms.views import EVENT_TIMESTAMP, as_of
@@ -35,53 +37,49 @@ def features_at_issue(rt: Runtime, truth: pd.DataFrame, last_ds: str) -> pd.Data
     return joined.sort_values([EVENT_TIMESTAMP, "invoice_id"], kind="stable").reset_index(drop=True)
 
 
-def _fit_and_score(
-    frame: pd.DataFrame, block: list[str], params: Params
-) -> tuple[str, int, pd.DataFrame] | None:
-    """One oracle: fitted on everything issued before the block, scoring the block's invoices."""
-    from kaizen.model.data import model_inputs
+def _fit_and_score(past: pd.DataFrame, test: pd.DataFrame, inputs: Inputs, params: Params):
+    """One oracle: fitted on `past`, the scores of `test` (one thread: fits run side by side)."""
     from kaizen.model.pipeline import build, calibration_split
 
-    inputs = model_inputs(frame)
-    start = as_of(block[0]) - pd.Timedelta(days=1)  # 00:00 of the block's first day
-    end = as_of(block[-1])
-    lookback = start - pd.Timedelta(days=params.training_set.lookback_days)
-    past = frame[(frame[EVENT_TIMESTAMP] < start) & (frame[EVENT_TIMESTAMP] >= lookback)]
-    test = frame[(frame[EVENT_TIMESTAMP] >= start) & (frame[EVENT_TIMESTAMP] < end)]
-    if test.empty:
-        return None
     cv = calibration_split(past, inputs, params.train.calibration_folds)
-    # One thread per fit: the fits themselves run side by side, one per core.
     with threadpool_limits(limits=1):
         model = build(inputs, params.train, params.promote.behaviour.monotone_increasing, cv)
         model.fit(past[inputs.all], past[LABEL])
-        scores = model.predict_proba(test[inputs.all])[:, 1]
-    scored = pd.DataFrame({"invoice_id": test["invoice_id"].to_numpy(), "oracle": scores})
-    return block[0], len(past), scored
+        return model.predict_proba(test[inputs.all])[:, 1]
 
 
 def oracle_scores(
-    rt: Runtime, frame: pd.DataFrame, days: list[str], every: int, progress=print
+    rt: Runtime, frame: pd.DataFrame, days: list[str], every: int, jobs: int, progress=print
 ) -> pd.DataFrame:
     """invoice_id -> the oracle's score: for each block of `every` days, a model fitted on
     everything issued before the block's first day, scoring the invoices of the block.
 
-    The blocks are independent, so they are fitted in parallel (`scoreboard.oracle_jobs`
-    processes); each fit is deterministic, so the scores do not depend on how many."""
+    The blocks are independent, so `jobs` processes fit them side by side; each fit is
+    deterministic, so the scores do not depend on how many. Each worker gets only its slices."""
     from joblib import Parallel, delayed
 
-    blocks = [days[i : i + every] for i in range(0, len(days), every)]
-    jobs = rt.params.scoreboard.oracle_jobs
-    fitted = Parallel(n_jobs=jobs, return_as="generator")(
-        delayed(_fit_and_score)(frame, block, rt.params) for block in blocks
-    )
+    p = rt.params
+    inputs = model_inputs(frame)
+    blocks: list[tuple[str, int, np.ndarray]] = []  # per fit: first day, rows fitted, ids scored
+
+    def fits():  # lazy: joblib slices a block only when a worker is free for it
+        for i in range(0, len(days), every):
+            block = days[i : i + every]
+            start = as_of(block[0]) - pd.Timedelta(days=1)  # 00:00 of the block's first day
+            end = as_of(block[-1])
+            lookback = start - pd.Timedelta(days=p.training_set.lookback_days)
+            past = frame[(frame[EVENT_TIMESTAMP] < start) & (frame[EVENT_TIMESTAMP] >= lookback)]
+            test = frame[(frame[EVENT_TIMESTAMP] >= start) & (frame[EVENT_TIMESTAMP] < end)]
+            if not test.empty:
+                blocks.append((block[0], len(past), test["invoice_id"].to_numpy()))
+                yield delayed(_fit_and_score)(past, test, inputs, p)
+
     out = []
-    for result in fitted:
-        if result is None:
-            continue
-        first, n_past, scored = result
-        out.append(scored)
-        progress(f"oracle {first}: fitted on {n_past} invoices, scored {len(scored)}")
+    # Results come in dispatch order, and a block is recorded before it is dispatched.
+    for i, scores in enumerate(Parallel(n_jobs=jobs, return_as="generator")(fits())):
+        first, fitted_on, ids = blocks[i]
+        out.append(pd.DataFrame({"invoice_id": ids, "oracle": scores}))
+        progress(f"oracle {first}: fitted on {fitted_on} invoices, scored {len(ids)}")
     if not out:
         return pd.DataFrame({"invoice_id": pd.Series(dtype=str), "oracle": pd.Series(dtype=float)})
     return pd.concat(out, ignore_index=True)

@@ -47,7 +47,9 @@ def run_scoreboard(
     labels = truth(s, rt)
     frame = oracle.features_at_issue(rt, labels, s.dates[-1])
     post = s.dates[b.shock_day - 1 :]
-    scores = oracle.oracle_scores(rt, frame, post, b.oracle_every_days, progress=log.info)
+    scores = oracle.oracle_scores(
+        rt, frame, post, b.oracle_every_days, b.oracle_jobs, progress=log.info
+    )
     rows, details = board.score(rt, s, days, frame, board.served_scores(rt), scores)
     total = time.perf_counter() - started
     header = (
