@@ -104,6 +104,7 @@ class TrainParams(_Section):
     min_rows: Annotated[int, Field(ge=10)]
     min_positives: Annotated[int, Field(ge=2)]
     retrain_min_new_labels: Annotated[int, Field(ge=0)]
+    threads: Annotated[int, Field(ge=1, le=256)] = 1  # OpenMP threads of the fit
 
 
 class EvaluateParams(_Section):

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from kaizen.logs import get_logger
 from kaizen.model import serialization
@@ -52,9 +53,10 @@ def train(training_set: str | Path, out: str | Path, rt: Runtime | None = None) 
         )
         inputs = model_inputs(frame)
         cv = calibration_split(past, inputs, p.train.calibration_folds)
-        model = build(inputs, p.train, p.promote.behaviour.monotone_increasing, cv).fit(
-            past[inputs.all], past[LABEL]
-        )
+        with threadpool_limits(limits=p.train.threads):
+            model = build(inputs, p.train, p.promote.behaviour.monotone_increasing, cv).fit(
+                past[inputs.all], past[LABEL]
+            )
         trusted = serialization.save(model, out)
         info = {
             "inputs": {"numeric": inputs.numeric, "categorical": inputs.categorical},
