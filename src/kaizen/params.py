@@ -168,6 +168,7 @@ class BehaviourParams(_Section):
 
 class BudgetParams(_Section):
     latency_p99_ms: Annotated[float, Field(gt=0)]
+    latency_sample_rows: Annotated[int, Field(ge=20, le=10_000)] = 200  # one-row calls timed
     model_size_mb: Annotated[float, Field(gt=0)]
 
 

@@ -36,7 +36,7 @@ class Version:
         with threadpool_limits(limits=1):  # small batches: OpenMP threads only wait
             return self.model.predict_proba(frame[self.inputs])[:, 1]
 
-    def latency_p99_ms(self, frame: pd.DataFrame, rows: int = 200) -> float:
+    def latency_p99_ms(self, frame: pd.DataFrame, rows: int) -> float:
         """p99 of one-row predictions, in process (what serving pays per request)."""
         sample = frame[self.inputs].head(rows)
         timings = []

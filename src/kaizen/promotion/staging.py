@@ -130,7 +130,7 @@ def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None =
     new = new_version.score(holdout)
     old = old_version.score(holdout) if old_version else None
     measured = {
-        "latency_p99_ms": new_version.latency_p99_ms(holdout),
+        "latency_p99_ms": new_version.latency_p99_ms(holdout, p.budget.latency_sample_rows),
         "size_bytes": new_version.size_bytes,
         "training_days": training_days(rt, new_version),
     }
