@@ -315,8 +315,10 @@ class ScoreboardParams(_Section):
     latency_p99_ms: Annotated[
         float, Field(gt=0)
     ]  # promote.budget.latency_p99_ms in the loop's world
+    latency_sample_rows: Annotated[int, Field(ge=20, le=10_000)]  # promote.budget.* too
     permutation_repeats: Annotated[int, Field(ge=1, le=50)]  # evaluate.* in the loop's world
     onnx: bool  # register.onnx.enabled in the loop's world
+    retrain_min_new_labels: Annotated[int, Field(ge=0)]  # train.* in the loop's world
 
     @model_validator(mode="after")
     def _shock_inside(self) -> ScoreboardParams:

@@ -76,7 +76,10 @@ def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None 
     raw["explain"].update(
         sample_rows=b.explain_sample_rows, background_rows=b.explain_background_rows
     )
-    raw["promote"]["budget"]["latency_p99_ms"] = b.latency_p99_ms
+    raw["promote"]["budget"].update(
+        latency_p99_ms=b.latency_p99_ms, latency_sample_rows=b.latency_sample_rows
+    )
+    raw["train"]["retrain_min_new_labels"] = b.retrain_min_new_labels
     raw["evaluate"]["permutation_repeats"] = b.permutation_repeats
     raw["register"]["onnx"]["enabled"] = b.onnx
     raw["simulate"].update(
