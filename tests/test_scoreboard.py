@@ -148,3 +148,36 @@ def test_the_oracle_scores_the_same_fitted_in_one_process_or_two(tmp_path: Path)
         frame["invoice_id"][25 * 60 : 28 * 60]
     )
     pd.testing.assert_frame_equal(one, two)
+
+
+def _lake_bytes(root: Path) -> dict[str, bytes]:
+    """Every data file of the lake by path; the stage-metrics rows carry their own run times."""
+    return {
+        str(f.relative_to(root)): f.read_bytes()
+        for f in sorted(root.rglob("*.parquet"))
+        if "metrics" not in f.relative_to(root).parts
+    }
+
+
+def test_the_pipelined_history_backfill_leaves_the_lake_a_single_process_leaves(
+    tmp_path: Path,
+) -> None:
+    from kaizen.featurestore.store import apply
+    from kaizen.scoreboard import loop
+    from kaizen.simulate import simulate
+
+    lakes = {}
+    for jobs in (1, 2):
+        world = {**SMALL, "history_days": 5, "customers": 150, "history_jobs": jobs}
+        s = scenario(REPO / "params.yaml", tmp_path / f"jobs{jobs}", world)
+        rt = runtime(s, REPO)
+        simulate(s.params.simulate, rt.settings.raw_root, dates=s.history)
+        apply(rt.settings)
+        seen: list[str] = []
+        loop.backfill_dataops(rt, s, progress=seen.append)
+        assert seen and seen[-1].endswith(f"history backfilled to {s.history[-1]} (5/5)")
+        lakes[jobs] = _lake_bytes(Path(rt.settings.lake_root))
+    features = [p for p in lakes[1] if p.startswith("features")]
+    assert len(features) >= 5 * 3  # every day of every view was published
+    assert lakes[2].keys() == lakes[1].keys()
+    assert [p for p in lakes[1] if lakes[1][p] != lakes[2][p]] == []

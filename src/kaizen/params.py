@@ -306,6 +306,7 @@ class ScoreboardParams(_Section):
     label_horizon_days: Annotated[int, Field(ge=1, le=365)]  # hindsight for the truth labels
     oracle_every_days: Annotated[int, Field(ge=1, le=30)]  # the oracle retrains this often
     oracle_jobs: Annotated[int, Field(ge=1, le=64)]  # its independent fits run in parallel
+    history_jobs: Annotated[int, Field(ge=1, le=2)]  # 2: the history backfill is pipelined
     worse_margin: Annotated[float, Field(ge=0, le=1)]  # a champion this much worse: "worse"
     detect_within_days: Days
     champion_within_days: Days

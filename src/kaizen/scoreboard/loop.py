@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kaizen.config import Settings
 from kaizen.errors import BatchQuarantined, InputError, KaizenError
 from kaizen.logs import get_logger
 from kaizen.runtime import Runtime
@@ -241,19 +245,66 @@ def run_day(rt: Runtime, s: Scenario, ds: str) -> Day:
     return day
 
 
-def backfill_history(rt: Runtime, s: Scenario, progress: Any = print) -> Day:
-    """Onboarding a store with a past: the DataOps DAG backfilled over the history, then the
-    first model through `train` and `promote`, so day 1 starts with a champion whose feature
-    windows and reference are as full as they will ever be."""
+_WORKER: dict[str, Runtime] = {}  # the backfill worker's Runtime, by lake
+
+
+def _gate_in_worker(settings: Settings, ds: str) -> list[str]:
+    """One history day's gate in the backfill's worker process, which keeps its Runtime (and
+    so its GX context) from one day to the next; returns the quarantined sources."""
+    import warnings
+
+    warnings.simplefilter("ignore")  # as the parent: the worker's stderr is the run's too
+    if settings.lake_root not in _WORKER:
+        _WORKER[settings.lake_root] = Runtime(settings)
+    day = Day(ds, 0)
+    _gate(_WORKER[settings.lake_root], ds, day, _Clock(day))
+    return day.quarantined
+
+
+def _history_gates(rt: Runtime, history: list[str], jobs: int) -> Iterator[tuple[str, list[str]]]:
+    """Each history day's gate, in date order, as (day, quarantined sources).
+
+    With 2 jobs this is a pipelined backfill: a worker process gates day D+1 while the caller
+    featurizes and materializes day D. Nothing either reads is being written by the other:
+    a gate reads its source's earlier days (the row-count bounds), featurize reads silver
+    up to its own day only, and a lake partition appears whole or not at all. So the store
+    ends byte for byte as the one-process backfill leaves it, on both cores."""
+    if jobs == 1 or len(history) < 2:
+        for ds in history:
+            day = Day(ds, 0)
+            _gate(rt, ds, day, _Clock(day))
+            yield ds, day.quarantined
+        return
+    spawn = multiprocessing.get_context("spawn")  # the parent holds threads: never fork it
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        pending = pool.submit(_gate_in_worker, rt.settings, history[0])
+        for i, ds in enumerate(history):
+            quarantined = pending.result()
+            if i + 1 < len(history):
+                pending = pool.submit(_gate_in_worker, rt.settings, history[i + 1])
+            yield ds, quarantined
+
+
+def backfill_dataops(rt: Runtime, s: Scenario, progress: Any = print) -> None:
+    """The DataOps DAG backfilled over the history (every day must pass its gates)."""
     started = time.perf_counter()
     history = s.history
-    for i, ds in enumerate(history, 1):
-        day = Day(ds, s.day(ds))
-        if not _dataops(rt, ds, day, _Clock(day)):
+    gates = _history_gates(rt, history, s.board.history_jobs)
+    for i, (ds, quarantined) in enumerate(gates, 1):
+        day = Day(ds, s.day(ds), quarantined=quarantined)
+        if not _features(rt, ds, day, _Clock(day)):
             raise KaizenError(f"history day {ds} did not pass the gates: {day.quarantined}")
         if i % 30 == 0 or i == len(history):
             elapsed = time.perf_counter() - started
             progress(f"[{elapsed / 60:5.1f} min] history backfilled to {ds} ({i}/{len(history)})")
+
+
+def backfill_history(rt: Runtime, s: Scenario, progress: Any = print) -> Day:
+    """Onboarding a store with a past: the DataOps DAG backfilled over the history, then the
+    first model through `train` and `promote`, so day 1 starts with a champion whose feature
+    windows and reference are as full as they will ever be."""
+    backfill_dataops(rt, s, progress)
+    history = s.history
     from kaizen.promotion.models import by_alias
     from kaizen.promotion.production import production
     from kaizen.promotion.staging import staging
