@@ -210,6 +210,24 @@ def test_a_stable_window_does_not_drift_and_the_report_has_its_plots(
     assert "data_drift.all.share" in run.data.metrics
 
 
+def test_a_report_without_its_plots_day_still_has_every_table_and_says_why(
+    world: Path, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    every = 7  # STABLE_DS is not a plot day; a breach day always is (the shifted test)
+    assert dt.date.fromisoformat(STABLE_DS).toordinal() % every != 0
+    rt = _runtime(world, tmp_path, plots_every_days=every)
+    result = monitor(STABLE_DS, rt)
+    assert result.details["breaches"] == []
+    page = Path(result.details["report"]).read_text()
+    assert "data:image/png;base64," not in page
+    for plot in ('id="drift-today"', 'id="drift-trend"', 'id="late-rate"', 'id="quality"'):
+        assert plot in page
+    assert f"Plots are drawn every {every} days and on breach days" in page
+    assert "<h2>Data drift</h2>" in page and "<td>" in page  # the numbers are all there
+
+
 def test_a_shifted_window_drifts_alerts_once_and_requests_one_retrain(
     world: Path, tmp_path: Path, webhook: Webhook
 ) -> None:

@@ -38,6 +38,7 @@ def test_scenario_puts_history_before_day_one_and_the_shock_on_its_day(tmp_path:
     assert s.params.promote.budget.latency_sample_rows == s.board.latency_sample_rows < 200
     # The new-labels rule scaled to the world's label rate (the weekly run comes first).
     assert s.params.train.retrain_min_new_labels == s.board.retrain_min_new_labels > 300
+    assert s.params.monitor.plots_every_days == s.board.monitor_plots_every_days > 1
     # Neither the importance table nor the ONNX form enters a gate: the loop's are cheap.
     assert s.params.evaluate.permutation_repeats == s.board.permutation_repeats == 1
     assert s.params.register_.onnx.enabled is s.board.onnx is False

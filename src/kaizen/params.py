@@ -279,6 +279,9 @@ class MonitorParams(_Section):
         int, Field(ge=0, le=365)
     ]  # at most one retrain request per N days
     retrain_persist_days: Days  # a breach asks for a retrain once it has lasted this many runs
+    plots_every_days: Days = (
+        1  # the report's figures: every run (1), or every N days and on breaches
+    )
 
     @model_validator(mode="after")
     def _every_view_has_an_slo(self) -> MonitorParams:
@@ -320,6 +323,7 @@ class ScoreboardParams(_Section):
     permutation_repeats: Annotated[int, Field(ge=1, le=50)]  # evaluate.* in the loop's world
     onnx: bool  # register.onnx.enabled in the loop's world
     retrain_min_new_labels: Annotated[int, Field(ge=0)]  # train.* in the loop's world
+    monitor_plots_every_days: Days  # monitor.plots_every_days in the loop's world
 
     @model_validator(mode="after")
     def _shock_inside(self) -> ScoreboardParams:

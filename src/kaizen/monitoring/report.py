@@ -183,8 +183,20 @@ def render(
     daily_late: pd.DataFrame,
     reference_scores: Any,
     current_scores: Any,
+    plots: bool = True,
 ) -> str:
+    """The day's page. Without `plots` every figure is a note (the tables are all there):
+    drawing them is most of the page's cost, and a long simulated run needs them only some days."""
     p = metrics["params"]
+
+    def plot(plot_id: str, draw: Any, *args: Any) -> str:
+        if plots:
+            return str(draw(*args))
+        return _note(
+            plot_id,
+            f"Plots are drawn every {p.get('plots_every_days', 1)} days and on breach days; today's numbers are in the tables.",
+        )
+
     breaches = metrics["breaches"]
     title = f"Kaizen monitoring: {metrics['model']} on {metrics['ds']}"
     verdict = (
@@ -208,8 +220,8 @@ def render(
         "<h2>Data drift</h2>",
         f"<p>Drifted share {_fmt(drift.get('share'))} (breach above {p['drift_share']}); "
         f"{drift.get('current_rows', 0)} current vs {drift.get('reference_rows', 0)} reference rows.</p>",
-        drift_today(metrics, p["psi_threshold"]),
-        drift_trend(trend, p["psi_threshold"]),
+        plot("drift-today", drift_today, metrics, p["psi_threshold"]),
+        plot("drift-trend", drift_trend, trend, p["psi_threshold"]),
         _table(
             drift.get("features", []),
             [
@@ -228,16 +240,16 @@ def render(
             [metrics.get("prediction_drift") or {}],
             ["judged", "psi", "p_value", "reference_mean", "current_mean", "breach", "reason"],
         ),
-        scores_plot(reference_scores, current_scores),
+        plot("scores", scores_plot, reference_scores, current_scores),
         "<h2>Business metric: 30-day late rate</h2>",
         _table([metrics["late_rate"]], ["window", "labels", "late", "rate", "threshold", "breach"]),
-        late_rate_plot(daily_late, trend, p["late_rate_alert"]),
+        plot("late-rate", late_rate_plot, daily_late, trend, p["late_rate_alert"]),
         "<h2>Live model quality</h2>",
         _table(
             [{"version": k, **v} for k, v in (metrics.get("quality") or {}).items()],
             ["version", "alias", "roles", "rows", "positives", "roc_auc", "brier", "judged"],
         ),
-        quality_plot(trend),
+        plot("quality", quality_plot, trend),
         "<h2>Training-serving skew</h2>",
         _table(
             [

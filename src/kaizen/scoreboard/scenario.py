@@ -80,6 +80,7 @@ def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None 
         latency_p99_ms=b.latency_p99_ms, latency_sample_rows=b.latency_sample_rows
     )
     raw["train"]["retrain_min_new_labels"] = b.retrain_min_new_labels
+    raw["monitor"]["plots_every_days"] = b.monitor_plots_every_days
     raw["evaluate"]["permutation_repeats"] = b.permutation_repeats
     raw["register"]["onnx"]["enabled"] = b.onnx
     raw["simulate"].update(
