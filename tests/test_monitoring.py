@@ -215,7 +215,7 @@ def test_a_report_without_its_plots_day_still_has_every_table_and_says_why(
 ) -> None:
     import datetime as dt
 
-    every = 7  # STABLE_DS is not a plot day; a breach day always is (the shifted test)
+    every = 7  # STABLE_DS is not a plot day (and no alert goes out on it)
     assert dt.date.fromisoformat(STABLE_DS).toordinal() % every != 0
     rt = _runtime(world, tmp_path, plots_every_days=every)
     result = monitor(STABLE_DS, rt)
@@ -224,7 +224,7 @@ def test_a_report_without_its_plots_day_still_has_every_table_and_says_why(
     assert "data:image/png;base64," not in page
     for plot in ('id="drift-today"', 'id="drift-trend"', 'id="late-rate"', 'id="quality"'):
         assert plot in page
-    assert f"Plots are drawn every {every} days and on breach days" in page
+    assert f"Plots are drawn every {every} days and on alert days" in page
     assert "<h2>Data drift</h2>" in page and "<td>" in page  # the numbers are all there
 
 

@@ -279,9 +279,7 @@ class MonitorParams(_Section):
         int, Field(ge=0, le=365)
     ]  # at most one retrain request per N days
     retrain_persist_days: Days  # a breach asks for a retrain once it has lasted this many runs
-    plots_every_days: Days = (
-        1  # the report's figures: every run (1), or every N days and on breaches
-    )
+    plots_every_days: Days = 1  # the report's figures: every run (1), or every N days and on alerts
 
     @model_validator(mode="after")
     def _every_view_has_an_slo(self) -> MonitorParams:

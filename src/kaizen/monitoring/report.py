@@ -194,7 +194,7 @@ def render(
             return str(draw(*args))
         return _note(
             plot_id,
-            f"Plots are drawn every {p.get('plots_every_days', 1)} days and on breach days; today's numbers are in the tables.",
+            f"Plots are drawn every {p.get('plots_every_days', 1)} days and on alert days; today's numbers are in the tables.",
         )
 
     breaches = metrics["breaches"]

@@ -207,8 +207,9 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
         ]
         trend = pd.concat([t for t in parts if not t.empty] or parts[:1], ignore_index=True)
         # Every run on the project's params (plots_every_days 1); a simulated half year draws
-        # them weekly and on every breach day, since the figures cost more than the numbers.
-        plots = bool(found) or dt.date.fromisoformat(ds).toordinal() % p.plots_every_days == 0
+        # them weekly and on each day an alert goes out (the page the alert points to), since
+        # the figures cost more than the numbers and a breach can last for weeks.
+        plots = bool(sent) or dt.date.fromisoformat(ds).toordinal() % p.plots_every_days == 0
         page = report.render(metrics, trend, daily_late, reference_scores, current_scores, plots)
         url = history.write(rt, ds, metrics, page)
         metrics["report"] = url
