@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -189,12 +190,12 @@ def render(
     drawing them is most of the page's cost, and a long simulated run needs them only some days."""
     p = metrics["params"]
 
-    def plot(plot_id: str, draw: Any, *args: Any) -> str:
+    def plot(plot_id: str, draw: Callable[..., str], *args: Any) -> str:
         if plots:
-            return str(draw(*args))
+            return draw(*args)
         return _note(
             plot_id,
-            f"Plots are drawn every {p.get('plots_every_days', 1)} days and on alert days; today's numbers are in the tables.",
+            f"Plots are drawn every {p['plots_every_days']} days and on alert days; today's numbers are in the tables.",
         )
 
     breaches = metrics["breaches"]

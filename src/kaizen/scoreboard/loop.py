@@ -115,11 +115,6 @@ def _features(rt: Runtime, ds: str, day: Day, timed: _Clock) -> bool:
     return True
 
 
-def _dataops(rt: Runtime, ds: str, day: Day, timed: _Clock) -> bool:
-    _gate(rt, ds, day, timed)
-    return _features(rt, ds, day, timed)
-
-
 def _operator_fixes(rt: Runtime, s: Scenario, ds: str, day: Day, timed: _Clock) -> None:
     """The on-call's morning: for a batch quarantined `fix_after_days` ago, land the corrected
     file, trigger `replay_batch`, then clear the interval's feature tasks (its features are a
