@@ -2,7 +2,7 @@
 
 * `/predict` p50 and p99 (bearer token, JSON, uvicorn, one online read, one predict_proba,
   the prediction log hand-off) from `kaizen serve` in a child process, one request at a time
-  on a keep-alive connection;
+  on a keep-alive connection, once its explainer warm-up is over (`kaizen_explainer_warm`);
 * the baseline, in this process, in the same run and interleaved request by request: the p99
   of `read_features` (the same feature service, policy, store and `serve.online_read`) plus
   the p99 of the loaded model's one-row predict on those features. Goal: the API within
@@ -151,13 +151,22 @@ class Api:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"kaizen serve exited:\n{self.log.read_text()[-2000:]}")
                 try:
-                    if client.get(f"{self.url}/health").status_code == 200:
+                    if client.get(f"{self.url}/health").status_code == 200 and self._warm(client):
                         return self
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no health:\n{self.log.read_text()[-2000:]}")
                 time.sleep(0.2)
+
+    def _warm(self, client: Any) -> bool:
+        """Whether the explainer's background compile is over: it holds the GIL often enough
+        to double the p99 of requests served meanwhile, and the rows measure steady state."""
+        metrics = client.get(f"{self.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        for line in metrics.text.splitlines():
+            if line.startswith("kaizen_explainer_warm "):
+                return float(line.split()[1]) != 0
+        raise RuntimeError("the API exposes no kaizen_explainer_warm gauge")
 
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()

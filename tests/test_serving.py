@@ -474,6 +474,37 @@ def test_metadata_and_metrics(world: World, lake: Path) -> None:
     assert 'kaizen_prediction_errors_total{reason="invalid_request"} 1.0' in text
 
 
+def test_the_explainer_warm_up_is_a_gauge_a_scraper_and_the_bench_can_wait_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warm-up shares the GIL with requests; the gauge says when it is over (or failed)."""
+    from kaizen.model import explain
+    from kaizen.serving.app import _warm_explainer
+    from kaizen.serving.metrics import ServingMetrics
+
+    def gauge(m: ServingMetrics) -> str:
+        return next(
+            line
+            for line in m.render().decode().splitlines()
+            if line.startswith("kaizen_explainer_warm ")
+        )
+
+    calls: list[int] = []
+    monkeypatch.setattr(explain, "warm_up", lambda: calls.append(1))
+    metrics = ServingMetrics()
+    assert gauge(metrics) == "kaizen_explainer_warm 0.0"  # not warm before it ran
+    _warm_explainer(metrics)
+    assert calls == [1] and gauge(metrics) == "kaizen_explainer_warm 1.0"
+
+    def broken() -> None:
+        raise ImportError("no shap here")
+
+    monkeypatch.setattr(explain, "warm_up", broken)
+    failed = ServingMetrics()
+    _warm_explainer(failed)  # logged, never raised: /explain compiles on first use instead
+    assert gauge(failed) == "kaizen_explainer_warm -1.0"
+
+
 def test_serve_params_and_the_platform_component(tmp_path: Path) -> None:
     from kaizen.params import ServeParams
     from kaizen.platform.components import components

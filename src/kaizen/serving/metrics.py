@@ -102,6 +102,13 @@ class ServingMetrics:
             "Failed alias refreshes (the models loaded before keep serving).",
             registry=r,
         )
+        self.explainer_warm = Gauge(
+            "kaizen_explainer_warm",
+            "1 once the explainer is compiled (kaizen serve warms it in the background after a "
+            "start, and requests served meanwhile are slower: it shares the GIL), 0 before, "
+            "-1 if that failed (the first /explain compiles it).",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
