@@ -16,7 +16,6 @@ A failed write is retried at the next flush, once, then dropped and counted.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import queue
@@ -37,6 +36,7 @@ from kaizen.logs import get_logger
 from kaizen.runtime import Runtime
 
 log = get_logger(__name__)
+POLL_SECONDS = 0.2  # how often the writer thread takes what the requests queued
 TABLE = "predictions"
 SCHEMA = pa.schema(
     [
@@ -225,21 +225,19 @@ class PredictionLog:
         return len(rows)
 
     def _run(self) -> None:
+        # Polls the queue rather than blocking on it: a thread blocked in get() is woken by
+        # every put(), and that switch cost each request ~0.25 ms in its own thread (py-spy).
         pending: list[dict[str, Any]] = []
         deadline = time.monotonic() + self.flush_seconds
         while True:
-            timeout = max(0.0, deadline - time.monotonic())
-            with contextlib.suppress(queue.Empty):
-                pending.append(self._queue.get(timeout=min(timeout, 0.2)))
-            stopping = self._stop.is_set()
+            stopping = self._stop.wait(POLL_SECONDS)
+            while True:
+                try:
+                    pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             if len(pending) >= self.flush_rows or time.monotonic() >= deadline or stopping:
                 retry, self._retry = self._retry, []
-                if stopping:  # drain everything left
-                    while True:
-                        try:
-                            pending.append(self._queue.get_nowait())
-                        except queue.Empty:
-                            break
                 self._write(retry + pending, len(retry))
                 pending = []
                 deadline = time.monotonic() + self.flush_seconds
