@@ -120,6 +120,32 @@ def test_dataops_daily_is_a_daily_interval_with_retries_and_catchup(parsed: dict
     assert "replay_batch" in parsed["dags"]
 
 
+SHAPE = textwrap.dedent("""
+    import json, sys
+    from airflow.dag_processing.dagbag import DagBag
+    def shape(folder, dag_id):
+        bag = DagBag(dag_folder=folder)
+        assert not bag.import_errors, bag.import_errors
+        d = bag.dags[dag_id]
+        return {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks}
+    print(json.dumps([shape(sys.argv[1], "dataops_daily"), shape(sys.argv[2], "dataops_floor")]))
+""")
+
+
+@pytest.mark.airflow
+def test_bench_row_8s_floor_dag_keeps_dataops_dailys_shape(airflow_env: dict[str, str]) -> None:
+    """Row 8-floor is only Airflow's fixed cost if it runs the very same tasks and edges."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SHAPE, str(REPO / "dags"), str(REPO / "bench" / "dags")],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    real, floor = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert floor == real and len(real) >= 8
+
+
 @pytest.mark.airflow
 def test_monitor_is_daily_and_its_retrain_request_schedules_training(parsed: dict) -> None:
     dag = parsed["dags"]["monitor"]

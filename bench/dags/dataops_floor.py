@@ -1,0 +1,68 @@
+"""dataops_floor: `dataops_daily`'s shape with no work in it, for bench row 8's floor.
+
+The same task ids, the same mapping over the declared sources and the same dependencies,
+each task returning at once: what `airflow dags test` costs before any stage runs (the CLI,
+the in-process execution API, one supervisor and XCom round per task). The bench checks the
+task ids against `dataops_daily` before it trusts the number.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task, task_group
+
+from kaizen.dagkit import START_DATE
+
+
+@dag(
+    dag_id="dataops_floor",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    tags=["kaizen", "bench"],
+    doc_md=__doc__,
+)
+def dataops_floor() -> None:
+    @task
+    def declared_sources() -> list[str]:
+        from kaizen.dagkit import runtime
+
+        return runtime().catalog.names  # as many mapped sources as the real DAG
+
+    @task_group(group_id="source", prefix_group_id=False)
+    def per_source(source: str) -> None:
+        @task.sensor(poke_interval=300, timeout=60, mode="reschedule")
+        def wait_for_raw(source: str) -> bool:
+            return True
+
+        @task
+        def ingest(source: str) -> dict:
+            return {"source": source}
+
+        @task
+        def validate(source: str) -> dict:
+            return {"source": source}
+
+        wait_for_raw(source) >> ingest(source) >> validate(source)
+
+    @task
+    def featurize() -> dict:
+        return {}
+
+    @task
+    def validate_features() -> dict:
+        return {}
+
+    @task
+    def apply() -> dict:
+        return {}
+
+    @task
+    def materialize() -> dict:
+        return {}
+
+    sources = per_source.expand(source=declared_sources())
+    published = sources >> featurize() >> validate_features()
+    [published, apply()] >> materialize()
+
+
+dataops_floor()
