@@ -136,7 +136,59 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
             f"| {r.row} | {r.hot_path} | {r.baseline} | {r.measured_s:.3f}s | {r.baseline_s:.3f}s "
             f"| {r.ratio:.2f}x | {r.goal} | {verdict} | {r.notes} |"
         )
-    return "\n".join(lines + improvements(rows)) + "\n"
+    return "\n".join(lines + scaling(rows) + improvements(rows)) + "\n"
+
+
+def scaling(rows: list[Row]) -> list[str]:
+    """Row 8 by size and engine, and the size at which Spark overtakes pandas (if it does).
+
+    Compares whole DAG runs and stage sums at each size both engines ran; a size one engine
+    crashed at is left out rather than guessed."""
+    runs: dict[int, dict[str, Row]] = {}
+    for r in rows:
+        if not r.error and "rows_per_day" in r.extra and "engine" in r.extra:
+            runs.setdefault(int(r.extra["rows_per_day"]), {})[str(r.extra["engine"])] = r
+    both = {size: by for size, by in sorted(runs.items()) if {"pandas", "spark"} <= set(by)}
+    if not both:
+        return []
+    lines = [
+        "",
+        "## Row 8 scaling: pandas and Spark",
+        "",
+        "| orders/day | pandas DAG | Spark DAG | Spark / pandas | pandas stages | Spark stages "
+        "| slowest stage on Spark, Spark / pandas |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    overtakes = None
+    for size, by in both.items():
+        pandas, spark = by["pandas"], by["spark"]
+        stages_p = pandas.extra.get("stages_s", {})
+        stages_s = spark.extra.get("stages_s", {})
+        slowest = max(stages_s, key=stages_s.get) if stages_s else None
+        stage_note = (
+            f"{slowest} {stages_s[slowest]:.1f}s, {stages_s[slowest] / stages_p[slowest]:.2f}x"
+            if slowest and stages_p.get(slowest)
+            else "-"
+        )
+        lines.append(
+            f"| {size:,} | {pandas.measured_s:.1f}s | {spark.measured_s:.1f}s "
+            f"| {spark.measured_s / pandas.measured_s:.2f}x | {pandas.baseline_s:.1f}s "
+            f"| {spark.baseline_s:.1f}s | {stage_note} |"
+        )
+        if overtakes is None and spark.measured_s < pandas.measured_s:
+            overtakes = size
+    sizes = list(both)
+    first, last = both[sizes[0]], both[sizes[-1]]
+    trend = (
+        f"Spark / pandas goes from {first['spark'].measured_s / first['pandas'].measured_s:.2f}x "
+        f"at {sizes[0]:,} to {last['spark'].measured_s / last['pandas'].measured_s:.2f}x "
+        f"at {sizes[-1]:,} orders a day"
+    )
+    if overtakes is not None:
+        verdict = f"Spark overtakes pandas at {overtakes:,} orders a day; {trend}."
+    else:
+        verdict = f"Spark does not overtake pandas up to {sizes[-1]:,} orders a day; {trend}."
+    return [*lines, "", verdict]
 
 
 def improvements(rows: list[Row], path: Path = IMPROVEMENTS) -> list[str]:

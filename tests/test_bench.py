@@ -124,3 +124,37 @@ def test_the_report_shows_each_recorded_improvement_before_and_after(tmp_path: P
     assert "| 4-redis | c1 | 0.26x (then) | 2.00x |" in lines  # rows/s: baseline / measured
     assert "| 3-redis | c2 | 5.00x (then) | not in this run |" in lines
     assert all(json.loads((REPO / "bench" / "improvements.json").read_text()))
+
+
+def test_the_report_says_where_spark_overtakes_pandas_in_row_8() -> None:
+    from bench.common import Row, markdown, scaling
+
+    def run(size: int, engine: str, dag_s: float, stages_s: float) -> Row:
+        extra = {
+            "rows_per_day": size,
+            "engine": engine,
+            "stages_s": {"validate": stages_s * 0.75, "materialize": stages_s * 0.25},
+        }
+        return Row(
+            f"8-{size}-{engine}", "dataops", "stages", dag_s, stages_s, "report", extra=extra
+        )
+
+    rows = [
+        run(10_000, "pandas", 30.0, 20.0),
+        run(10_000, "spark", 60.0, 40.0),
+        run(1_000_000, "pandas", 200.0, 150.0),
+        run(1_000_000, "spark", 150.0, 100.0),
+        run(100_000, "pandas", 40.0, 30.0),  # Spark crashed at this size: not compared
+        Row("8-100000-spark", "dataops", "-", 0.0, 0.0, "report", error="RuntimeError: x"),
+    ]
+    lines = scaling(rows)
+    assert "| 10,000 | 30.0s | 60.0s | 2.00x | 20.0s | 40.0s | validate 30.0s, 2.00x |" in lines
+    assert not any(line.startswith("| 100,000") for line in lines)
+    assert lines[-1] == (
+        "Spark overtakes pandas at 1,000,000 orders a day; Spark / pandas goes from 2.00x "
+        "at 10,000 to 0.75x at 1,000,000 orders a day."
+    )
+    slower = [*rows[:3], run(1_000_000, "spark", 250.0, 200.0)]
+    assert scaling(slower)[-1].startswith("Spark does not overtake pandas up to 1,000,000")
+    assert scaling(rows[:1]) == []  # one engine only: nothing to compare
+    assert "## Row 8 scaling" in markdown(rows, {"date": "d", "cpus": 2, "python": "3.11"})
