@@ -95,7 +95,7 @@ def dataops_daily() -> None:
         """Keep the Feast registry in step with the deployed repo (a no-op when in sync)."""
         from kaizen.featurestore.store import apply as stage
 
-        return stage(runtime().settings)
+        return run_stage(stage, runtime().settings)
 
     @task(outlets=[FEATURES])
     def materialize() -> dict:

@@ -285,3 +285,27 @@ def test_a_failed_task_reports_its_error(airflow_env: dict[str, str], tmp_path: 
     assert (state, failed) == ("failed", ["boom=failed"])
     assert errors == {"boom": "ValueError: the reason is 42"}
     assert failures == "boom=failed: ValueError: the reason is 42"
+
+
+def test_a_stage_fails_its_task_at_once_on_bad_input_and_is_retried_otherwise() -> None:
+    """Retrying a bad params file or a quarantined batch cannot help: fail now. `apply`
+    returns a plain dict and goes through the same rule (it used to retry a ConfigError,
+    which held `dags test` on its backoff while everything downstream had already failed)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kaizen.dagkit import run_stage
+    from kaizen.errors import ConfigError
+
+    def bad_params() -> dict:
+        raise ConfigError("params.yaml: parameters file not found")
+
+    def flaky() -> dict:
+        raise ConnectionError("redis is restarting")
+
+    assert run_stage(lambda: {"entities": 1}) == {"entities": 1}
+    with pytest.raises(AirflowFailException, match="parameters file not found"):
+        run_stage(bad_params)
+    with pytest.raises(ConnectionError):  # left to the task's retries
+        run_stage(flaky)
+    source = (REPO / "dags" / "dataops_daily.py").read_text()
+    assert "return run_stage(stage, runtime().settings)" in source  # the apply task

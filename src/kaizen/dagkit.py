@@ -45,13 +45,15 @@ def runtime() -> Any:
 
 def run_stage(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run a stage in a task. A verdict on the data (quarantine) or bad input fails the task
-    at once: retrying cannot change it. Anything else (a flaky store) is left to the retries."""
+    at once: retrying cannot change it. Anything else (a flaky store) is left to the retries.
+    The stage returns its result (`.to_dict()`) or already a dict (the XCom)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from kaizen.errors import ConfigError, InputError, KaizenError, RawFileError
 
     try:
-        return fn(*args, **kwargs).to_dict()
+        result = fn(*args, **kwargs)
+        return result if isinstance(result, dict) else result.to_dict()
     except RawFileError as exc:
         if exc.kind in ("missing", "unreadable"):
             raise
