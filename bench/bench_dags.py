@@ -13,7 +13,6 @@ Airflow's operator construction that a task-less file does not.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from bench.common import Row
+from bench.common import Row, child_env
 from kaizen.config import Settings
 from kaizen.orchestrate import airflow_environ
 
@@ -73,7 +72,7 @@ def run(scale: dict | int = 5) -> list[Row]:
     empty = work / "bench_empty.py"
     empty.write_text(EMPTY_DAG)
     settings = Settings(_env_file=None, home=REPO, airflow_home=work / "airflow")
-    env = {**os.environ, **airflow_environ(settings), "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"}
+    env = child_env(airflow_environ(settings), {"AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"})
     files = sorted((REPO / "dags").glob("*.py"))
     wall: dict[Path, list[float]] = {p: [] for p in [empty, *files]}
     bag: dict[Path, list[float]] = {p: [] for p in wall}

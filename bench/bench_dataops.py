@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, error_row
+from bench.common import Row, child_env, error_row
 from kaizen.config import Settings
 from kaizen.orchestrate import airflow_environ
 from kaizen.params import load_params
@@ -81,17 +80,18 @@ def _world(work: Path, rows: int) -> None:
 
 def _env(work: Path, side: str, engine: str, airflow: dict[str, str]) -> dict[str, str]:
     """Fresh lake, Feast store and GX scratch per side, so neither sees the other's output."""
-    return {
-        **os.environ,
-        **airflow,
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "KAIZEN_HOME": str(REPO),
-        "KAIZEN_ENGINE": engine,
-        "KAIZEN_RAW_ROOT": str(work / "raw"),
-        "KAIZEN_LAKE_ROOT": str(work / side / "lake"),
-        "KAIZEN_FEAST_DATA_DIR": str(work / side / "feast"),
-        "KAIZEN_GX_UNCOMMITTED_DIR": str(work / side / "gx"),
-    }
+    return child_env(
+        airflow,
+        {
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "KAIZEN_HOME": str(REPO),
+            "KAIZEN_ENGINE": engine,
+            "KAIZEN_RAW_ROOT": str(work / "raw"),
+            "KAIZEN_LAKE_ROOT": str(work / side / "lake"),
+            "KAIZEN_FEAST_DATA_DIR": str(work / side / "feast"),
+            "KAIZEN_GX_UNCOMMITTED_DIR": str(work / side / "gx"),
+        },
+    )
 
 
 def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -150,7 +150,7 @@ def run(scale: dict[str, Any]) -> list[Row]:
     settings = Settings(_env_file=None, home=REPO, airflow_home=work / "airflow")
     airflow = airflow_environ(settings)
     cli = str(Path(sys.executable).with_name("airflow"))
-    _run([cli, "db", "migrate"], {**os.environ, **airflow}, timeout=600)
+    _run([cli, "db", "migrate"], child_env(airflow), timeout=600)
     rows_out: list[Row] = []
     try:
         floor_s: float | None = floor(work, airflow, scale["timeout"])

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bench.common import Row
+from bench.common import Row, child_env
 from kaizen.config import Settings
 from kaizen.lake import Lake, Partition
 from kaizen.params import load_params
@@ -240,7 +240,7 @@ def run_child(module: str, payload: dict[str, Any], timeout: float = 3600) -> di
 
     Peak RSS is measured in the child, so each side of a comparison has its own process.
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
+    env = child_env({"PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])})
     done = subprocess.run(
         [sys.executable, "-m", module],
         input=json.dumps(payload),

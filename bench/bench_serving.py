@@ -47,7 +47,7 @@ from bench.bench_feast_common import (
     write_days,
 )
 from bench.bench_feast_materialize import DAY, _materialize
-from bench.common import Row
+from bench.common import Row, child_env
 from kaizen.transforms.views import VIEWS
 
 SERVICE = "credit_risk_v1"
@@ -338,7 +338,7 @@ def run(size: dict[str, Any]) -> list[Row]:
         store = apply_repo(settings)
         _materialize(rt)
         number = _register(rt, store, customers)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KAIZEN_")}
+        env = {k: v for k, v in child_env().items() if not k.startswith("KAIZEN_")}
         env.update(
             {
                 "KAIZEN_HOME": str(ws.root),

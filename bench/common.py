@@ -50,6 +50,18 @@ class Row:
         return {**asdict(self), "ratio": ratio, "pass": self.passed}
 
 
+def child_env(*overlays: dict[str, str]) -> dict[str, str]:
+    """The environment for a benchmark's child process: the one the bench was launched with
+    (not os.environ, which earlier suites' stores and contexts have written into), then
+    `overlays` in order."""
+    from bench import LAUNCH_ENV
+
+    env = dict(LAUNCH_ENV)
+    for overlay in overlays:
+        env.update(overlay)
+    return env
+
+
 def error_row(row: str, hot_path: str, goal: str, exc: BaseException) -> Row:
     """A crashed benchmark as a row of the report, so one failure never hides the others."""
     message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

@@ -158,3 +158,19 @@ def test_the_report_says_where_spark_overtakes_pandas_in_row_8() -> None:
     assert scaling(slower)[-1].startswith("Spark does not overtake pandas up to 1,000,000")
     assert scaling(rows[:1]) == []  # one engine only: nothing to compare
     assert "## Row 8 scaling" in markdown(rows, {"date": "d", "cpus": 2, "python": "3.11"})
+
+
+def test_bench_children_get_the_launch_environment_not_what_suites_wrote_into_it(
+    bench_main: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Opening a Feast store writes KAIZEN_PARAMS_FILE and the registry into os.environ; the
+    serving suite's params file is gone by row 8, whose `dags test` then failed every task."""
+    from bench import LAUNCH_ENV, bench_dataops
+
+    monkeypatch.setenv("KAIZEN_PARAMS_FILE", str(tmp_path / "gone" / "params.yaml"))
+    monkeypatch.setenv("FEAST_KAIZEN_REGISTRY", '{"path": "/gone/registry.db"}')
+    env = bench_dataops._env(tmp_path, "dag", "spark", {"AIRFLOW_HOME": str(tmp_path)})
+    assert env.get("KAIZEN_PARAMS_FILE") == LAUNCH_ENV.get("KAIZEN_PARAMS_FILE")
+    assert env.get("FEAST_KAIZEN_REGISTRY") == LAUNCH_ENV.get("FEAST_KAIZEN_REGISTRY")
+    assert env["KAIZEN_ENGINE"] == "spark" and env["AIRFLOW_HOME"] == str(tmp_path)
+    assert env["KAIZEN_LAKE_ROOT"] == str(tmp_path / "dag" / "lake")
