@@ -171,35 +171,34 @@ def scaling(rows: list[Row]) -> list[str]:
         "| slowest stage on Spark, Spark / pandas |",
         "|---|---|---|---|---|---|---|",
     ]
-    overtakes = None
+    ratio: dict[int, float] = {}  # Spark DAG time / pandas DAG time, per size
     for size, by in both.items():
         pandas, spark = by["pandas"], by["spark"]
-        stages_p = pandas.extra.get("stages_s", {})
-        stages_s = spark.extra.get("stages_s", {})
-        slowest = max(stages_s, key=stages_s.get) if stages_s else None
+        ratio[size] = spark.measured_s / pandas.measured_s
+        pandas_stages = pandas.extra.get("stages_s", {})
+        spark_stages = spark.extra.get("stages_s", {})
+        slowest = max(spark_stages, key=spark_stages.get) if spark_stages else None
         stage_note = (
-            f"{slowest} {stages_s[slowest]:.1f}s, {stages_s[slowest] / stages_p[slowest]:.2f}x"
-            if slowest and stages_p.get(slowest)
+            f"{slowest} {spark_stages[slowest]:.1f}s, "
+            f"{spark_stages[slowest] / pandas_stages[slowest]:.2f}x"
+            if slowest and pandas_stages.get(slowest)
             else "-"
         )
         lines.append(
             f"| {size:,} | {pandas.measured_s:.1f}s | {spark.measured_s:.1f}s "
-            f"| {spark.measured_s / pandas.measured_s:.2f}x | {pandas.baseline_s:.1f}s "
+            f"| {ratio[size]:.2f}x | {pandas.baseline_s:.1f}s "
             f"| {spark.baseline_s:.1f}s | {stage_note} |"
         )
-        if overtakes is None and spark.measured_s < pandas.measured_s:
-            overtakes = size
-    sizes = list(both)
-    first, last = both[sizes[0]], both[sizes[-1]]
+    first, last = min(ratio), max(ratio)
     trend = (
-        f"Spark / pandas goes from {first['spark'].measured_s / first['pandas'].measured_s:.2f}x "
-        f"at {sizes[0]:,} to {last['spark'].measured_s / last['pandas'].measured_s:.2f}x "
-        f"at {sizes[-1]:,} orders a day"
+        f"Spark / pandas goes from {ratio[first]:.2f}x at {first:,} to {ratio[last]:.2f}x "
+        f"at {last:,} orders a day"
     )
+    overtakes = next((size for size in ratio if ratio[size] < 1), None)
     if overtakes is not None:
         verdict = f"Spark overtakes pandas at {overtakes:,} orders a day; {trend}."
     else:
-        verdict = f"Spark does not overtake pandas up to {sizes[-1]:,} orders a day; {trend}."
+        verdict = f"Spark does not overtake pandas up to {last:,} orders a day; {trend}."
     return [*lines, "", verdict]
 
 
