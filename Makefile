@@ -10,7 +10,7 @@ export KAIZEN_HOME ?= $(CURDIR)
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install lock demo data repro up down status feature-server serve test faults lint format bench all services browser clean loadtest kaizen-eval
+.PHONY: help install lock demo data repro up down status feature-server serve test test-fast faults lint format bench all services browser clean loadtest kaizen-eval
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,8 +59,11 @@ feature-server: install ## Feast's feature server alone, in the foreground (bear
 serve: install ## the prediction API alone, in the foreground (bearer token from .env; WORKERS=1)
 	$(BIN)/kaizen serve --workers $(or $(WORKERS),1)
 
-test: install services browser ## the whole test suite (CI runs this)
+test: install services browser ## the whole test suite, every tier (CI runs this)
 	$(BIN)/pytest -q
+
+test-fast: install ## the unit tier only: no services, no Spark, no Airflow (under two minutes)
+	$(BIN)/pytest -q tests/unit
 
 faults: install ## the fault-injection tests only
 	$(BIN)/pytest -q -m faults

@@ -9,35 +9,28 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import (
+    FEAST_VARIABLES,
+    LABELLED_DATES,
+    LABELLED_DAYS,
+    REPO,
+    STALE_ID,
+    SmallStore,
+    make_settings,
+    run_pipeline,
+    service_unavailable,
+    small_world,
+    tcp_open,
+)
 
 from kaizen.config import Settings, get_settings
 from kaizen.params import SimulateParams, load_params
 from kaizen.runtime import Runtime
-
-REPO = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def service_unavailable(name: str, reason: str) -> None:
-    message = f"{name} unavailable: {reason}"
-    if IN_CI:
-        pytest.fail(f"{message} (required in CI)", pytrace=False)
-    pytest.skip(message)
-
-
-def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -82,13 +75,6 @@ def rt(settings: Settings) -> Runtime:
 @pytest.fixture(scope="session")
 def params_simulate() -> SimulateParams:
     return load_params(REPO / "params.yaml").simulate
-
-
-def small_world(**overrides: object) -> SimulateParams:
-    base = load_params(REPO / "params.yaml").simulate.model_dump()
-    base.update({"start": dt.date(2026, 1, 1), "days": 5, "customers": 300, "seed": 11})
-    base.update(overrides)
-    return SimulateParams.model_validate(base)
 
 
 @pytest.fixture(scope="session")
@@ -148,60 +134,6 @@ def redis_url() -> str:
     return "redis://127.0.0.1:6379/0"
 
 
-# -- a labelled world: raw -> silver -> features for 45 days, shared by the session -----------
-
-LABELLED_DAYS = 45
-LABELLED_START = dt.date(2026, 1, 1)
-LABELLED_DATES = [(LABELLED_START + dt.timedelta(days=i)).isoformat() for i in range(LABELLED_DAYS)]
-
-
-def clone_working_tree(dest: Path) -> Path:
-    """A git clone of the checkout with its uncommitted changes applied: tests that run the
-    project the way a user would (dvc repro, the DAGs) test the working tree, not the last
-    commit."""
-    import subprocess
-
-    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "diff", "HEAD", "--binary"], capture_output=True, check=True
-    ).stdout
-    if dirty:
-        subprocess.run(
-            ["git", "-C", str(dest), "apply", "--whitespace=nowarn"], input=dirty, check=True
-        )
-    return dest
-
-
-def make_settings(root: Path, **extra: object) -> Settings:
-    """Settings whose lake, Feast stores, MLflow stores and GX output all live under `root`."""
-    return Settings(
-        _env_file=None,
-        home=REPO,
-        raw_root=str(root / "raw"),
-        lake_root=str(root / "lake"),
-        gx_uncommitted_dir=root / "gx",
-        gx_data_docs="failures",
-        feast_data_dir=root / "feast",
-        runtime_dir=root / "runtime",
-        **extra,
-    )
-
-
-def run_pipeline(rt: Runtime, dates: list[str]) -> None:
-    """The DataOps stages for each day, in the order the DAG runs them (without Airflow)."""
-    from kaizen.stages.featurize import featurize
-    from kaizen.stages.ingest import ingest
-    from kaizen.stages.validate import validate
-    from kaizen.stages.validate_features import validate_features
-
-    for ds in dates:
-        for source in ("customers", "orders", "payments"):
-            ingest(source, ds, rt)
-            validate(source, ds, rt)
-        featurize(ds, rt)
-        validate_features(ds, rt)
-
-
 @pytest.fixture(scope="session")
 def labelled_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """45 days of a 2,000-customer store through the gate and the feature gate. Terms are 0
@@ -216,19 +148,6 @@ def labelled_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-# -- a small materialized online store, fresh by the wall clock, shared by the session --------
-
-STALE_ID = 900_001  # activity 10 days old, profile 2 days, payments today
-FEAST_VARIABLES = (
-    "KAIZEN_HOME",
-    "KAIZEN_LAKE_ROOT",
-    "KAIZEN_PARAMS_FILE",
-    "FEAST_KAIZEN_REGISTRY",
-    "FEAST_KAIZEN_ONLINE_STORE",
-    "FEAST_USAGE",
-)
-
-
 @pytest.fixture
 def feast_environ_restored() -> Iterator[None]:
     """`open_store` exports the store's variables; keep them out of the other test modules."""
@@ -239,18 +158,6 @@ def feast_environ_restored() -> Iterator[None]:
             else:
                 patch.delenv(key, raising=False)
         yield
-
-
-@dataclass(frozen=True)
-class SmallStore:
-    root: Path
-    settings: Settings
-    midnight: dt.datetime  # today 00:00 UTC: the event time of the latest simulated day
-
-    def store(self) -> object:
-        from kaizen.featurestore.store import open_store
-
-        return open_store(self.settings)
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import IN_CI, LABELLED_DAYS, LABELLED_START, REPO, clone_working_tree
 from playwright.sync_api import expect
+from support import IN_CI, LABELLED_DAYS, LABELLED_START, REPO, clone_working_tree
 
 from kaizen.seaweed import free_port
 

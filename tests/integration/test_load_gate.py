@@ -21,7 +21,7 @@ from kaizen.promotion import load_gate
 from kaizen.promotion.production import judge, paired_evidence
 from kaizen.runtime import Runtime
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_params(rt: Runtime, **update: object) -> Runtime:

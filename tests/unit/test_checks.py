@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import REPO
 from sklearn.metrics import roc_auc_score
+from support import REPO
 
 from kaizen.params import load_params
 from kaizen.promotion.checks import _auc_rows, paired_bootstrap

@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, make_settings
 from pydantic import SecretStr
+from support import REPO, make_settings
 
 from kaizen.lake import Partition
 from kaizen.model.metrics import score

@@ -25,8 +25,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import STALE_ID, SmallStore
 from fastapi.testclient import TestClient
+from support import STALE_ID, SmallStore
 
 from kaizen.config import Settings
 from kaizen.errors import ConfigError
@@ -688,7 +688,7 @@ def _start_redis(port: int, data: Path) -> Any:
     import subprocess
     import time
 
-    from conftest import service_unavailable, tcp_open
+    from support import service_unavailable, tcp_open
 
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).exists():

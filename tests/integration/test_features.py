@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
-from conftest import REPO, small_world
+from support import REPO, small_world
 
 from kaizen.errors import ConfigError
 from kaizen.params import FeaturizeParams, load_params

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
 from sklearn.linear_model import LogisticRegression
+from support import REPO
 
 from kaizen.params import PromoteParams, load_params
 from kaizen.promotion.models import Version

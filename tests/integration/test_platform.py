@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import REPO
+from support import REPO
 
 from kaizen.config import Settings
 from kaizen.platform import secrets as platform_secrets

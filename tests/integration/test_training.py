@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import clone_working_tree, make_settings
 from pydantic import SecretStr
+from support import clone_working_tree, make_settings
 
 from kaizen.errors import InputError
 from kaizen.featurestore.store import apply

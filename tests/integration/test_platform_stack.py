@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, service_unavailable, tcp_open
+from support import REPO, service_unavailable, tcp_open
 
 from kaizen.config import Settings
 from kaizen.errors import KaizenError

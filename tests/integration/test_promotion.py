@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_settings
+from support import make_settings
 from test_training import small_params
 
 from kaizen.errors import InputError

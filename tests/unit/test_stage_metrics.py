@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, small_world
+from support import make_settings, small_world
 
 from kaizen import stage_metrics
 from kaizen.errors import BatchQuarantined, KaizenError

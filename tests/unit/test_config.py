@@ -12,7 +12,7 @@ from kaizen.errors import ConfigError, InputError
 from kaizen.params import load_params
 from kaizen.sources import load_sources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import small_world
+from support import small_world
 from typer.testing import CliRunner
 
 from kaizen.cli import app

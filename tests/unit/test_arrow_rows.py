@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import service_unavailable, tcp_open
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.repo_config import RepoConfig
 from feast.type_map import python_values_to_proto_values
 from feast.types import Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
+from support import service_unavailable, tcp_open
 
 from kaizen.featurestore.arrow_rows import encode_column, serialized_rows, write_batch
 from kaizen.featurestore.online_stores import (

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, small_world
+from support import REPO, small_world
 
 from kaizen.config import Settings
 from kaizen.errors import BatchQuarantined, ConfigError, InputError, KaizenError

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LABELLED_DATES, LABELLED_DAYS, REPO, make_settings
+from support import LABELLED_DATES, LABELLED_DAYS, REPO, make_settings
 
 from kaizen.config import Settings
 from kaizen.errors import BatchQuarantined, InputError

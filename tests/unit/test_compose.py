@@ -21,7 +21,7 @@ from kaizen.config import Settings
 from kaizen.platform.components import Component, components, mlflow_argv, mlflow_env
 from kaizen.platform.layout import Layout
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "Dockerfile"

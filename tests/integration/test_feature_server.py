@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import REPO, STALE_ID, SmallStore
+from support import REPO, STALE_ID, SmallStore
 
 from kaizen.config import Settings
 from kaizen.errors import ConfigError, InputError

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FEAST_VARIABLES, make_settings, service_unavailable, tcp_open
 from feast.value_type import ValueType
+from support import FEAST_VARIABLES, make_settings, service_unavailable, tcp_open
 
 from kaizen.featurestore import direct_read
 from kaizen.featurestore.direct_read import plan_for, read_values
@@ -48,7 +48,7 @@ ON_DEMAND = ["requested_to_credit_limit", "requested_plus_open_to_limit"]
 def _frame(view: str, ids: list[int], stamps: list[dt.datetime], seed: int) -> pd.DataFrame:
     """Rows typed by the transforms' contract, about one value in six null."""
     rng = np.random.default_rng(seed)
-    dtypes = view_dtypes(load_params(Path(__file__).parents[1] / "params.yaml").featurize)[view]
+    dtypes = view_dtypes(load_params(Path(__file__).parents[2] / "params.yaml").featurize)[view]
     n = len(ids)
     columns: dict[str, Any] = {ENTITY: np.array(ids, dtype=np.int64)}
     for name, dtype in dtypes.items():

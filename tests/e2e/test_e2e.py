@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import clone_working_tree, service_unavailable
+from support import clone_working_tree, service_unavailable
 
 # The smallest world that trains and promotes: terms 0, so an invoice's label is final 30
 # days after it is issued; 45 days leave 15 labelled days (5 of them the holdout).
@@ -30,7 +30,7 @@ DAG_DAYS = 2  # the last days go through dataops_daily (~8 s each, more under lo
 DRIVER = textwrap.dedent("""
     import dataclasses, datetime as dt, json, os, sys
     sys.path.insert(0, sys.argv[1])  # tests/: the conftest's stage-by-stage pipeline
-    from conftest import run_pipeline
+    from support import run_pipeline
     from kaizen.config import get_settings
     from kaizen.lake import Partition
     from kaizen.orchestrate import run_daily, run_once

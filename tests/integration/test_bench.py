@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support import REPO
 
 REPORT_KEYS = {"row", "hot_path", "baseline", "measured_s", "baseline_s", "ratio", "goal", "pass"}
 

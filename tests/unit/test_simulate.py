@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small_world
+from support import small_world
 
 from kaizen.errors import InputError
 from kaizen.simulate import FAULT_KINDS, Fault, World, simulate

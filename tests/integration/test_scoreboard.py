@@ -15,7 +15,7 @@ from kaizen.scoreboard import board
 from kaizen.scoreboard.loop import Day
 from kaizen.scoreboard.scenario import Scenario, runtime, scenario
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = {"days": 60, "shock_day": 30, "history_days": 20, "bad_days": ["10:orders:nulls"]}
 
 

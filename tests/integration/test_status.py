@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import SmallStore, make_settings, small_world
+from support import SmallStore, make_settings, small_world
 from typer.testing import CliRunner
 
 from kaizen.cli import app

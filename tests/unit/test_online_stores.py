@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import service_unavailable, tcp_open
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import _mmh3, _redis_key
@@ -28,6 +27,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 from feast.types import Float64, Int64, String
 from google.protobuf.timestamp_pb2 import Timestamp
+from support import service_unavailable, tcp_open
 
 from kaizen.featurestore import online_stores
 from kaizen.featurestore.online_stores import (

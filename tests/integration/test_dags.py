@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, small_world
+from support import REPO, small_world
 
 from kaizen.config import Settings
 from kaizen.lake import Lake, Partition

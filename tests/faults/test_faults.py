@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from support import REPO
 
 from kaizen.params import load_params
 from kaizen.promotion.staging import evaluate_checks
