@@ -21,8 +21,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     KAIZEN_AIRFLOW_HOME=/var/lib/kaizen/airflow \
     AIRFLOW_HOME=/var/lib/kaizen/airflow \
     KAIZEN_RUNTIME_DIR=/var/lib/kaizen/runtime \
-    KAIZEN_FEAST_DATA_DIR=/var/lib/kaizen/feast \
-    KAIZEN_GX_UNCOMMITTED_DIR=/var/lib/kaizen/gx
+    KAIZEN_FEAST_DATA_DIR=/var/lib/kaizen/{project}/feast \
+    KAIZEN_GX_UNCOMMITTED_DIR=/var/lib/kaizen/{project}/gx
 
 WORKDIR /app
 RUN python -m venv /opt/venv && /opt/venv/bin/python -m pip install --no-cache-dir -q -U pip uv

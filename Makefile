@@ -7,6 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export KAIZEN_HOME ?= $(CURDIR)
+# The project the demo, data, repro and kaizen-eval targets run: a folder under projects/.
+PROJECT ?= credit_risk
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -34,27 +36,27 @@ services: ## make sure PostgreSQL and Redis answer on loopback (installs them if
 browser: ## Debian's chromium for the browser tests (installs it if missing; never a download)
 	@scripts/ensure-browser.sh
 
-demo: install ## the main job end to end: simulate, DataOps DAG through Airflow, train a candidate
-	$(BIN)/kaizen demo
+demo: install ## a project's main job end to end (PROJECT=credit_risk): generate, DataOps DAG, train, promote
+	$(BIN)/kaizen -p $(PROJECT) demo
 
-data: install ## the lake only (simulate + the DataOps DAG): what `dvc repro` trains on
-	$(BIN)/kaizen demo --no-train
+data: install ## the project's lake only (generate + the DataOps DAG): what `make repro` trains on
+	$(BIN)/kaizen -p $(PROJECT) demo --no-train
 
-repro: install ## the DVC training pipeline (training_set -> train -> evaluate -> register)
-	$(BIN)/kaizen dvc-remote
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+repro: install ## the project's DVC training pipeline, projects/$(PROJECT)/dvc.yaml (training_set -> train -> evaluate -> register)
+	$(BIN)/kaizen -p $(PROJECT) dvc-remote
+	cd projects/$(PROJECT) && PATH="$(CURDIR)/$(BIN):$$PATH" $(CURDIR)/$(BIN)/dvc repro
 
-up: install ## start Airflow, MLflow and the feature server on 127.0.0.1, all behind a login (see README)
-	$(BIN)/kaizen up
+up: install ## start Airflow, MLflow, the feature server (PROJECT's repo) and the prediction API (every project) on 127.0.0.1, all behind a login
+	$(BIN)/kaizen -p $(PROJECT) up
 
 down: install ## stop everything `make up` started
 	$(BIN)/kaizen down
 
 status: install ## each platform component's process and health (exit 0 when all healthy)
-	$(BIN)/kaizen status
+	$(BIN)/kaizen -p $(PROJECT) status
 
 feature-server: install ## Feast's feature server alone, in the foreground (bearer token from .env)
-	$(BIN)/kaizen feature-server
+	$(BIN)/kaizen -p $(PROJECT) feature-server
 
 serve: install ## the prediction API alone, in the foreground (bearer token from .env; WORKERS=1)
 	$(BIN)/kaizen serve --workers $(or $(WORKERS),1)
@@ -62,8 +64,8 @@ serve: install ## the prediction API alone, in the foreground (bearer token from
 test: install services browser ## the whole test suite, every tier (CI runs this)
 	$(BIN)/pytest -q
 
-test-fast: install ## the unit tier only: no services, no Spark, no Airflow (under two minutes)
-	$(BIN)/pytest -q tests/unit
+test-fast: install ## the unit tier and the projects' fast tests: no services, Spark or Airflow (< 2 min)
+	$(BIN)/pytest -q -m "not slow and not spark" tests/unit projects
 
 faults: install ## the fault-injection tests only
 	$(BIN)/pytest -q -m faults
@@ -77,15 +79,15 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 kaizen-eval: install ## the KaizenML loop on a simulated half year with a shock, scored against an oracle (< 30 min)
-	$(BIN)/kaizen scoreboard
+	$(BIN)/kaizen -p $(PROJECT) scoreboard
 
 bench: install ## every benchmark as a ratio to a raw baseline measured in the same run
 	$(BIN)/python -m bench $(if $(BENCH),--rows $(BENCH))
 
 all: install lint test ## install, lint, test
 
-clean: ## remove the demo's data, Airflow home and local Feast/MLflow stores (never the lock or the venv)
-	rm -rf data/lake data/raw data/feast data/training data/model data/eval data/registered.json data/kaizen-eval .airflow .kaizen/mlflow dvc.lock
+clean: ## remove every project's demo data and dvc.lock, the Airflow home and local Feast/MLflow stores (never the lock or the venv)
+	rm -rf projects/*/data projects/*/dvc.lock data/lake data/raw data/feast data/training data/model data/eval data/registered.json data/kaizen-eval .airflow .kaizen/mlflow dvc.lock
 
 loadtest: install ## locust against the running prediction API (make serve); USERS=n DURATION=s override params
-	$(BIN)/kaizen loadtest $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION))
+	$(BIN)/kaizen -p $(PROJECT) loadtest $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION))

@@ -21,9 +21,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from bench.common import Row, child_env
+from bench.common import PROJECT, PROJECT_NAME, Row, child_env
 from kaizen.config import Settings
-from kaizen.orchestrate import airflow_environ
+from kaizen.dags.runner import airflow_environ
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,9 +71,11 @@ def run(scale: dict | int = 5) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="kaizen-bench-dags-"))
     empty = work / "bench_empty.py"
     empty.write_text(EMPTY_DAG)
-    settings = Settings(_env_file=None, home=REPO, airflow_home=work / "airflow")
+    settings = Settings(
+        _env_file=None, home=REPO, project=PROJECT_NAME, airflow_home=work / "airflow"
+    )
     env = child_env(airflow_environ(settings), {"AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"})
-    files = sorted((REPO / "dags").glob("*.py"))
+    files = sorted((PROJECT / "dags").glob("*.py"))
     wall: dict[Path, list[float]] = {p: [] for p in [empty, *files]}
     bag: dict[Path, list[float]] = {p: [] for p in wall}
     parse_once(empty, env)  # the first interpreter warms the OS page cache for everyone

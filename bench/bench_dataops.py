@@ -27,20 +27,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, child_env, error_row
+from credit_risk.simulate import simulate
+
+from bench.common import PROJECT, PROJECT_NAME, Row, child_env, error_row, project_params
 from kaizen.config import Settings
-from kaizen.orchestrate import airflow_environ
-from kaizen.params import load_params
-from kaizen.simulate import simulate
+from kaizen.dags.runner import airflow_environ
 
 REPO = Path(__file__).resolve().parents[1]
 FLOOR_DAGS = Path(__file__).resolve().parent / "dags"
+DAG_ID = "credit_risk.dataops_daily"
 DAY = dt.date(2026, 1, 1)
 ORDERS_PER_CUSTOMER_DAY = 2.0
 
 STAGES = textwrap.dedent("""
     import json, sys, time
-    from kaizen.dagkit import runtime
+    from kaizen.dags.tasks import runtime
     from kaizen.featurestore.store import apply
     from kaizen.stages.featurize import featurize
     from kaizen.stages.ingest import ingest
@@ -48,7 +49,7 @@ STAGES = textwrap.dedent("""
     from kaizen.stages.validate import validate
     from kaizen.stages.validate_features import validate_features
     ds, end = sys.argv[1], sys.argv[2]
-    rt = runtime()
+    rt = runtime(sys.argv[3])
     spent = {}
     def timed(name, fn, *args):
         started = time.perf_counter()
@@ -66,7 +67,7 @@ STAGES = textwrap.dedent("""
 
 
 def _world(work: Path, rows: int) -> None:
-    base = load_params(REPO / "params.yaml").simulate
+    base = project_params().simulate
     world = base.model_copy(
         update={
             "start": DAY,
@@ -113,10 +114,12 @@ def measure(
     # The run whose data interval is [ds, ds + 1 day) has the interval's end as logical date.
     env = _env(work, "dag", engine, airflow)
     started = time.perf_counter()
-    _run([cli, "dags", "test", "dataops_daily", end], env, timeout)
+    _run([cli, "dags", "test", DAG_ID, end], env, timeout)
     dag_s = time.perf_counter() - started
     direct = _run(
-        [sys.executable, "-c", STAGES, ds, end], _env(work, "direct", engine, airflow), timeout
+        [sys.executable, "-c", STAGES, ds, end, str(PROJECT)],
+        _env(work, "direct", engine, airflow),
+        timeout,
     )
     stages = json.loads(direct.stdout.strip().splitlines()[-1])
     return dag_s, sum(stages.values()), stages
@@ -131,7 +134,7 @@ def floor(work: Path, airflow: dict[str, str], timeout: float, runs: int = 2) ->
     """The fastest of `runs` `airflow dags test` runs of the no-op DAG of dataops_daily's shape."""
     cli = str(Path(sys.executable).with_name("airflow"))
     env = {**_env(work, "floor", "pandas", airflow), "AIRFLOW__CORE__DAGS_FOLDER": str(FLOOR_DAGS)}
-    real = _task_ids(cli, "dataops_daily", _env(work, "floor", "pandas", airflow))
+    real = _task_ids(cli, DAG_ID, _env(work, "floor", "pandas", airflow))
     if (shape := _task_ids(cli, "dataops_floor", env)) != real:
         raise RuntimeError(
             f"dataops_floor is out of step with dataops_daily: {sorted(shape ^ real)}"
@@ -147,7 +150,9 @@ def floor(work: Path, airflow: dict[str, str], timeout: float, runs: int = 2) ->
 
 def run(scale: dict[str, Any]) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="kaizen-bench-dataops-"))
-    settings = Settings(_env_file=None, home=REPO, airflow_home=work / "airflow")
+    settings = Settings(
+        _env_file=None, home=REPO, project=PROJECT_NAME, airflow_home=work / "airflow"
+    )
     airflow = airflow_environ(settings)
     cli = str(Path(sys.executable).with_name("airflow"))
     _run([cli, "db", "migrate"], child_env(airflow), timeout=600)

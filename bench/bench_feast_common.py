@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from credit_risk.features.schema import ENTITY, view_features
 
-from bench.common import Row, child_env
+from bench.common import PROJECT, PROJECT_NAME, Row, child_env, project_params
 from kaizen.config import Settings
 from kaizen.lake import Lake, Partition
-from kaizen.params import load_params
-from kaizen.transforms.views import ENTITY, EVENT_TIMESTAMP, VIEWS, as_of, view_dtypes
+from kaizen.transforms.contract import EVENT_TIMESTAMP, TIMESTAMP, as_of
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -48,7 +48,7 @@ from entities import customer
 from feast import FeatureView, Field, FileSource
 from feast.types import Float64
 
-from kaizen.featurestore.contract import offline_path
+from kaizen.featurestore.repo import offline_path
 
 {WIDE_VIEW} = FeatureView(
     name="{WIDE_VIEW}",
@@ -80,6 +80,7 @@ class Workspace:
     def settings(self, online: str, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "home": REPO,
+            "project": PROJECT_NAME,
             "feast_repo": self.repo,
             "lake_root": str(self.lake_root),
             "feast_data_dir": self.root / f"feast-{online}",
@@ -98,7 +99,7 @@ def workspace(prefix: str) -> Workspace:
     root = Path(tempfile.mkdtemp(prefix=f"kaizen-bench-{prefix}-"))
     repo = root / "feature_repo"
     shutil.copytree(
-        REPO / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__", "data")
+        PROJECT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__", "data")
     )
     (repo / "wide.py").write_text(_WIDE_MODULE)
     return Workspace(root=root, repo=repo, lake_root=root / "lake")
@@ -109,10 +110,10 @@ def cleanup(ws: Workspace) -> None:
 
 
 def contract() -> dict[str, dict[str, str]]:
-    dtypes = view_dtypes(load_params(REPO / "params.yaml").featurize)
-    wide = {ENTITY: "int64", EVENT_TIMESTAMP: dtypes[VIEWS[0]][EVENT_TIMESTAMP]}
-    wide |= dict.fromkeys(WIDE_FEATURES, "float64")
-    return {**dtypes, WIDE_VIEW: wide}
+    key = {ENTITY: "int64", EVENT_TIMESTAMP: TIMESTAMP}
+    features = view_features(project_params().featurize)
+    dtypes = {view: key | columns for view, columns in features.items()}
+    return {**dtypes, WIDE_VIEW: key | dict.fromkeys(WIDE_FEATURES, "float64")}
 
 
 _STRINGS = {

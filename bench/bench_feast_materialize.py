@@ -27,6 +27,8 @@ import time
 import warnings
 from typing import Any
 
+from credit_risk.features.schema import ENTITY, VIEWS
+
 from bench.bench_feast_common import (
     BENCH_REDIS_DB,
     REDIS_HOST,
@@ -48,13 +50,13 @@ from bench.bench_feast_common import (
     workspace,
     write_days,
 )
-from bench.common import Row
+from bench.common import PROJECT_NAME, Row
 from kaizen.lake import Partition
-from kaizen.transforms.views import ENTITY, EVENT_TIMESTAMP, VIEWS
+from kaizen.transforms.contract import EVENT_TIMESTAMP
 
 DAY = "2026-03-01"
 NEXT_DAY = "2026-03-02"
-PROJECT = "kaizen"
+PROJECT = PROJECT_NAME  # the Feast project (feature_store.yaml `project:`): its table prefix
 
 
 def _entity_key_prefix() -> bytes:
@@ -322,6 +324,7 @@ def memory_row(ws: Workspace, customers: int, short_days: int, long_days: int) -
     write_days(ws, list(VIEWS), customers, days)
     payload_settings = {
         "home": str(settings.home),
+        "project": PROJECT_NAME,
         "feast_repo": str(settings.feast_repo),
         "lake_root": settings.lake_root,
         "feast_data_dir": str(settings.feast_data_dir),

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from credit_risk.features.schema import ENTITY, VIEWS
+
 from bench.bench_feast_common import (
     BENCH_REDIS_DB,
     REDIS_HOST,
@@ -48,11 +50,9 @@ from bench.bench_feast_common import (
     write_days,
 )
 from bench.bench_feast_materialize import DAY, PROJECT, _entity_key_prefix, _materialize
-from bench.common import Row
-from kaizen.featurestore.contract import feature_names
+from bench.common import Row, feature_names
 from kaizen.featurestore.direct_read import read_values
 from kaizen.lake import Partition
-from kaizen.transforms.views import ENTITY, VIEWS
 
 SERVICE = "credit_risk_v1"
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from credit_risk.features.schema import ENTITY
 
 from bench.bench_feast_common import (
     apply_repo,
@@ -40,7 +41,7 @@ from bench.bench_feast_common import (
     write_days,
 )
 from bench.common import Row
-from kaizen.transforms.views import ENTITY, EVENT_TIMESTAMP, as_of
+from kaizen.transforms.contract import EVENT_TIMESTAMP, as_of
 
 VIEW = "customer_activity"
 FIRST_DAY = "2026-01-01"
@@ -64,8 +65,8 @@ def entity_frame(customers: int, days: list[str], rows: int, seed: int = 11) -> 
 
 # -- the two sides, each run in a child ------------------------------------------------------
 def _feast_side(payload: dict[str, Any]) -> tuple[Any, Any]:
+    from bench.common import feature_names
     from kaizen.config import Settings
-    from kaizen.featurestore.contract import feature_names
     from kaizen.featurestore.store import open_store
 
     settings = Settings(_env_file=None, **payload["settings"])
@@ -163,7 +164,7 @@ def run(size: dict[str, int]) -> list[Row]:
         entity_path = ws.root / "entity.parquet"
         entity.to_parquet(entity_path)
 
-        from kaizen.featurestore.contract import feature_names
+        from bench.common import feature_names
 
         names = feature_names(VIEW)
         table = ws.lake.read_many("features", VIEW, days)

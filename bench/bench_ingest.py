@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from credit_risk.simulate import simulate
 
-from bench.common import Row, median_time
+from bench.common import PROJECT_NAME, Row, median_time, project_params
 from kaizen.config import Settings
-from kaizen.params import load_params
 from kaizen.runtime import Runtime
-from kaizen.simulate import simulate
 from kaizen.stages.ingest import ingest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run(rows: int = 1_000_000) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="kaizen-bench-ingest-"))
-    base = load_params(REPO / "params.yaml").simulate
+    base = project_params().simulate
     # One day whose orders file has about `rows` rows.
     world = base.model_copy(
         update={
@@ -35,7 +34,11 @@ def run(rows: int = 1_000_000) -> list[Row]:
     raw = work / "raw" / "orders" / "2026-01-01.csv"
     rt = Runtime(
         Settings(
-            _env_file=None, home=REPO, raw_root=str(work / "raw"), lake_root=str(work / "lake")
+            _env_file=None,
+            home=REPO,
+            project=PROJECT_NAME,
+            raw_root=str(work / "raw"),
+            lake_root=str(work / "lake"),
         )
     )
 

@@ -10,7 +10,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from bench.common import Row, median_time
+from bench.common import PROJECT, PROJECT_NAME, Row, median_time
 from kaizen.config import Settings
 from kaizen.model.data import Inputs
 from kaizen.model.pipeline import build
@@ -39,8 +39,10 @@ def run(rows: int = 20_000) -> list[Row]:
     from kaizen.stages.register import pip_requirements
 
     work = Path(tempfile.mkdtemp(prefix="kaizen-bench-mlflow-"))
-    settings = Settings(_env_file=None, home=REPO, runtime_dir=work / "runtime")
-    p = load_params(REPO / "params.yaml")
+    settings = Settings(
+        _env_file=None, home=REPO, project=PROJECT_NAME, runtime_dir=work / "runtime"
+    )
+    p = load_params(PROJECT / "params.yaml")
     frame = _frame(rows)
     y = (frame["x0"] + np.random.default_rng(1).normal(size=rows) > 1.6).astype(int)
     inputs = Inputs(numeric=[f"x{i}" for i in range(18)], categorical=["income_band", "region"])

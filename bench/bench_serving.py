@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from credit_risk.features.schema import VIEWS
 
 from bench.bench_feast_common import (
     REPO,
@@ -47,11 +48,11 @@ from bench.bench_feast_common import (
     write_days,
 )
 from bench.bench_feast_materialize import DAY, _materialize
-from bench.common import Row, child_env
-from kaizen.transforms.views import VIEWS
+from bench.common import PROJECT, PROJECT_NAME, Row, child_env
 
 SERVICE = "credit_risk_v1"
 MODEL = "credit_risk"
+PREDICT = f"/{PROJECT_NAME}/predict"  # each served project has its own routes
 TOKEN = "bench-token-" + "b" * 24
 CLIENT_THREADS = 8
 
@@ -94,7 +95,7 @@ def _register(rt: Any, store: Any, customers: int) -> str:
     )
     risk = frame["late_ratio_180d"] * 3 + frame["requested_to_credit_limit"]
     label = (risk + rng.normal(0, 0.5, len(frame)) > np.quantile(risk, 0.9)).astype(int)
-    inputs = model_inputs(frame)
+    inputs = model_inputs(frame, rt.project.key_columns)
     model = build(inputs, rt.params.train).fit(frame[inputs.all], label)  # production params
     example = frame[inputs.all].head(5)
     onnx = onnx_form(model, inputs, frame, rt.params.register_.onnx)
@@ -164,7 +165,7 @@ class Api:
         to double the p99 of requests served meanwhile, and the rows measure steady state."""
         metrics = client.get(f"{self.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
         for line in metrics.text.splitlines():
-            if line.startswith("kaizen_explainer_warm "):
+            if line.startswith("kaizen_explainer_warm") and not line.startswith("#"):
                 return float(line.split()[1]) != 0
         raise RuntimeError("the API exposes no kaizen_explainer_warm gauge")
 
@@ -210,7 +211,7 @@ def _throughput(url: str, customers: int, seconds: float) -> float:
         with httpx.Client(base_url=url, headers=headers, timeout=30, trust_env=False) as http:
             while time.monotonic() < stop:
                 body = {"customer_id": rng.randint(1, customers), "requested_amount": 250.0}
-                if http.post("/predict", json=body).status_code == 200:
+                if http.post(PREDICT, json=body).status_code == 200:
                     counts[k] += 1
                 else:
                     errors[k] += 1
@@ -265,7 +266,7 @@ def _latency(
                 "requested_amount": body["requested_amount"],
             }
             t0 = clock()
-            conn.request("POST", "/predict", body=json.dumps(body), headers=headers)
+            conn.request("POST", PREDICT, body=json.dumps(body), headers=headers)
             response = conn.getresponse()
             answer = json.loads(response.read())
             t1 = clock()
@@ -334,7 +335,7 @@ def run(size: dict[str, Any]) -> list[Row]:
     try:
         write_days(ws, list(VIEWS), customers, [DAY])
         base = (
-            (REPO / "params.yaml")
+            (PROJECT / "params.yaml")
             .read_text()
             .replace("freshness_policy: refuse", "freshness_policy: mark")
         )
@@ -352,8 +353,9 @@ def run(size: dict[str, Any]) -> list[Row]:
         env = {k: v for k, v in child_env().items() if not k.startswith("KAIZEN_")}
         env.update(
             {
-                "KAIZEN_HOME": str(ws.root),
-                "KAIZEN_SOURCES_FILE": str(REPO / "sources.yaml"),
+                "KAIZEN_HOME": str(REPO),
+                "KAIZEN_PROJECT": PROJECT_NAME,
+                "KAIZEN_SERVE_PROJECTS": f'["{PROJECT_NAME}"]',
                 "KAIZEN_FEAST_REPO": str(settings.feast_repo),
                 "KAIZEN_FEAST_DATA_DIR": str(settings.feast_data_dir),
                 "KAIZEN_FEAST_ONLINE_STORE": "sqlite",

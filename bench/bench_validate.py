@@ -10,15 +10,14 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+from credit_risk.simulate import simulate
 
-from bench.common import Row, median_time
+from bench.common import PROJECT_NAME, Row, median_time, project_params
 from kaizen.config import Settings
 from kaizen.lake import Partition
-from kaizen.params import load_params
 from kaizen.quality import gate
 from kaizen.quality.rules import load_rules
 from kaizen.runtime import Runtime
-from kaizen.simulate import simulate
 from kaizen.stages.ingest import ingest
 from kaizen.stages.validate import expectation_parameters
 
@@ -61,13 +60,14 @@ def run(rows: int = 1_000_000) -> list[Row]:
     settings = Settings(
         _env_file=None,
         home=REPO,
+        project=PROJECT_NAME,
         raw_root=str(work / "raw"),
         lake_root=str(work / "lake"),
         gx_uncommitted_dir=work / "gx",
         gx_data_docs="failures",
     )
     rt = Runtime(settings)
-    world = load_params(REPO / "params.yaml").simulate.model_copy(
+    world = project_params().simulate.model_copy(
         update={
             "start": dt.date(2026, 1, 1),
             "days": 1,

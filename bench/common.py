@@ -14,6 +14,25 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IMPROVEMENTS = Path(__file__).resolve().parent / "improvements.json"  # before/after per change
+REPO = Path(__file__).resolve().parents[1]
+PROJECT_NAME = "credit_risk"  # the worked example every suite runs on
+PROJECT = REPO / "projects" / PROJECT_NAME
+
+
+def project_params() -> Any:
+    """credit_risk's own params (params.yaml `project:`: `simulate` and `featurize`)."""
+    from credit_risk.params import CreditRiskParams
+
+    from kaizen.params import load_params
+
+    return CreditRiskParams.model_validate(load_params(PROJECT / "params.yaml").project)
+
+
+def feature_names(view: str) -> list[str]:
+    """A credit_risk view's feature columns, in order (its Feast repo's schema)."""
+    from credit_risk.features.schema import view_features
+
+    return list(view_features(project_params().featurize)[view])
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A container's healthcheck: GET `url`; healthy on 2xx (or an `--ok-status`), and with
 `--field`, when that key of the JSON reports `"status": "healthy"` (Airflow's monitor lists
 the scheduler, dag-processor and triggerer by their heartbeats). Exit 0 healthy, 1 not.
-The same rule as `kaizen status` (kaizen.platform.health), without importing Kaizen."""
+The same rule as `kaizen status` (kaizen.ops.health), without importing Kaizen."""
 
 import argparse
 import json

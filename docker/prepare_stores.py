@@ -3,7 +3,7 @@
 import os
 
 from kaizen.config import get_settings
-from kaizen.platform.layout import mlflow_auth_database_uri, mlflow_backend_store_uri
+from kaizen.ops.layout import mlflow_auth_database_uri, mlflow_backend_store_uri
 from kaizen.postgres import ensure_database
 
 settings = get_settings()

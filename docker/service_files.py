@@ -5,8 +5,8 @@ the MLflow container its basic-auth config. The same functions `kaizen up` uses 
 """
 
 from kaizen.config import get_settings
-from kaizen.platform import secrets
-from kaizen.platform.layout import Layout, mlflow_auth_database_uri
+from kaizen.ops import secrets
+from kaizen.ops.layout import Layout, mlflow_auth_database_uri
 
 settings = get_settings()
 layout = Layout.from_settings(settings)

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from credit_risk.params import CreditRiskParams, SimulateParams
 
 from kaizen.config import Settings
-from kaizen.params import SimulateParams, load_params
+from kaizen.params import load_params
 from kaizen.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
+CREDIT_RISK = REPO / "projects" / "credit_risk"  # the worked example most tests run on
 
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -35,8 +37,20 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def credit_risk_params() -> CreditRiskParams:
+    """credit_risk's own params (params.yaml `project:`)."""
+    return CreditRiskParams.model_validate(load_params(CREDIT_RISK / "params.yaml").project)
+
+
+def feature_names(view: str) -> list[str]:
+    """A credit_risk view's feature columns (its Feast repo's schema)."""
+    from credit_risk.features.schema import view_features
+
+    return list(view_features(credit_risk_params().featurize)[view])
+
+
 def small_world(**overrides: object) -> SimulateParams:
-    base = load_params(REPO / "params.yaml").simulate.model_dump()
+    base = dict(load_params(CREDIT_RISK / "params.yaml").project["simulate"])
     base.update({"start": dt.date(2026, 1, 1), "days": 5, "customers": 300, "seed": 11})
     base.update(overrides)
     return SimulateParams.model_validate(base)
@@ -52,9 +66,10 @@ LABELLED_DATES = [(LABELLED_START + dt.timedelta(days=i)).isoformat() for i in r
 
 
 def clone_working_tree(dest: Path) -> Path:
-    """A git clone of the checkout with its uncommitted changes applied: tests that run the
-    project the way a user would (dvc repro, the DAGs) test the working tree, not the last
-    commit."""
+    """A git clone of the checkout with its uncommitted changes and new files applied: tests
+    that run the project the way a user would (dvc repro, the DAGs) test the working tree,
+    not the last commit."""
+    import shutil
     import subprocess
 
     subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
@@ -65,11 +80,22 @@ def clone_working_tree(dest: Path) -> Path:
         subprocess.run(
             ["git", "-C", str(dest), "apply", "--whitespace=nowarn"], input=dirty, check=True
         )
+    untracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "--others", "--exclude-standard", "-z"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for rel in filter(None, untracked.split("\0")):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
     return dest
 
 
 def make_settings(root: Path, **extra: object) -> Settings:
-    """Settings whose lake, Feast stores, MLflow stores and GX output all live under `root`."""
+    """Settings whose lake, Feast stores, MLflow stores and GX output all live under `root`
+    (the credit_risk project unless `project=` says otherwise)."""
+    extra.setdefault("project", "credit_risk")
     return Settings(
         _env_file=None,
         home=REPO,
@@ -91,7 +117,7 @@ def run_pipeline(rt: Runtime, dates: list[str]) -> None:
     from kaizen.stages.validate_features import validate_features
 
     for ds in dates:
-        for source in ("customers", "orders", "payments"):
+        for source in rt.catalog.names:
             ingest(source, ds, rt)
             validate(source, ds, rt)
         featurize(ds, rt)

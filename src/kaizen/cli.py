@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,11 +47,24 @@ def entry(fn: F) -> F:
 
 
 @app.callback()
-def main() -> None:
-    """Configure logging from the settings before any command runs."""
+def main(
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            "-p",
+            help="the project: its name under projects/ or its folder (default KAIZEN_PROJECT, "
+            "else the one the working directory is in, else the only one)",
+        ),
+    ] = None,
+) -> None:
+    """Select the project and configure logging from the settings before any command runs."""
     from kaizen.config import get_settings
     from kaizen.logs import configure_logging
 
+    if project:
+        os.environ["KAIZEN_PROJECT"] = project
+        get_settings.cache_clear()
     try:
         settings = get_settings()
     except KaizenError as exc:
@@ -65,78 +79,56 @@ def simulate(
         str | None, typer.Option(help="first day (YYYY-MM-DD); default from params.yaml")
     ] = None,
     days: Annotated[int | None, typer.Option(help="number of daily drops")] = None,
-    customers: Annotated[int | None, typer.Option(help="customers on the first day")] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="random seed: same arguments, same bytes")
-    ] = None,
-    shock_date: Annotated[
-        str | None, typer.Option(help="day the regime shifts (YYYY-MM-DD)")
-    ] = None,
-    late_rate_before: Annotated[
-        float | None, typer.Option(help="late rate before the shock")
-    ] = None,
-    late_rate_after: Annotated[
-        float | None, typer.Option(help="late rate from the shock on")
+    shift_date: Annotated[
+        str | None, typer.Option(help="day the world's regime shifts (YYYY-MM-DD)")
     ] = None,
     fault: Annotated[
         list[str] | None,
-        typer.Option(
-            help="inject DATE:SOURCE:KIND (kinds: nulls, unit, renamed_column, missing_column, duplicates, carriage_returns, empty, malformed); repeatable"
-        ),
+        typer.Option(help="inject DATE:SOURCE:KIND (the generator's fault kinds); repeatable"),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="any other generator param, KEY=VALUE (YAML value); repeatable"),
     ] = None,
     out: Annotated[
         str | None, typer.Option(help="landing root, a path or fsspec URL; default KAIZEN_RAW_ROOT")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="re-land files whose content differs")] = False,
 ) -> None:
-    """Write daily raw drops of the furniture-store credit-risk world."""
+    """Write daily raw drops from the project's generator (kaizen.yaml `generator`)."""
+    import yaml
+
+    from kaizen.errors import InputError
     from kaizen.interval import parse_ds
-    from kaizen.logs import get_logger
     from kaizen.runtime import Runtime
-    from kaizen.simulate import Fault
-    from kaizen.simulate import simulate as run
 
     rt = Runtime()
-    overrides: dict[str, Any] = {
-        "start": dt.date.fromisoformat(parse_ds(start)) if start else None,
-        "days": days,
-        "customers": customers,
-        "seed": seed,
-        "shock_date": dt.date.fromisoformat(parse_ds(shock_date)) if shock_date else None,
-        "late_rate_before": late_rate_before,
-        "late_rate_after": late_rate_after,
-    }
-    params = _override(rt.params.simulate, {k: v for k, v in overrides.items() if v is not None})
+    generate = rt.project.hook("generator")
+    overrides: dict[str, Any] = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
     root = out or rt.settings.raw_root
-    log = get_logger("kaizen.simulate")
-    step = max(1, params.days // 10)
-
-    def progress(ds: str, counts: dict[str, int]) -> None:
-        index = (dt.date.fromisoformat(ds) - params.start).days + 1
-        if index % step == 0 or index == params.days:
-            log.info("simulated %d/%d days (through %s): %s", index, params.days, ds, counts)
-
-    report = run(
-        params,
+    report = generate(
+        rt.project_params,
         root,
-        faults=[Fault.parse(f) for f in fault or []],
+        start=dt.date.fromisoformat(parse_ds(start)) if start else None,
+        days=days,
+        shift_date=dt.date.fromisoformat(parse_ds(shift_date)) if shift_date else None,
+        faults=list(fault or []),
         storage_options=rt.settings.storage_options(root),
         overwrite=overwrite,
-        progress=progress,
+        **overrides,
     )
-    typer.echo(
-        f"simulated {report.days} days from {params.start} to {root}: "
-        f"{report.written} files written, {report.unchanged} unchanged; rows "
-        + ", ".join(f"{k}={v}" for k, v in sorted(report.rows.items()))
-        + f"; late rate {report.late_rate:.3f} over {report.invoices} invoices"
-    )
+    typer.echo(f"{rt.project.name}: generated into {root}: {report}")
 
 
 def _override(model: Any, values: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
-    from kaizen.config import describe_validation_error
-    from kaizen.errors import InputError
+    from kaizen.errors import InputError, describe_validation_error
 
     try:
         return type(model).model_validate({**model.model_dump(), **values})
@@ -194,7 +186,7 @@ def suites(
         bool, typer.Option(help="only verify the committed suites are up to date")
     ] = False,
 ) -> None:
-    """Compile sources.yaml + expectations/rules into the committed GX suites and checkpoints."""
+    """Compile the declared sources, the Feast repo and expectations/rules into the GX suites."""
     from kaizen.quality.suites import build, check_or_fail
     from kaizen.runtime import Runtime
 
@@ -277,26 +269,96 @@ def validate_features(
 
 @app.command()
 @entry
-def apply() -> None:
-    """Apply the Feast repo (feature_repo/) to this profile's registry; idempotent."""
+def apply(
+    force: Annotated[bool, typer.Option(help="apply even when the repo is unchanged")] = False,
+) -> None:
+    """Apply the Feast repo (feature_repo/) to this profile's registry; idempotent, and
+    skipped when nothing the repo reads changed since the last apply (unless --force)."""
     from kaizen.featurestore.store import apply as run
     from kaizen.runtime import Runtime
 
-    counts = run(Runtime().settings)
-    typer.echo("feast repo applied: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    counts = run(Runtime().settings, force=force)
+    skipped = counts.pop("skipped", False)
+    typer.echo(
+        ("feast repo unchanged, apply skipped: " if skipped else "feast repo applied: ")
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+    )
+
+
+@app.command()
+@entry
+def check() -> None:
+    """Is the project whole? Its declaration, params, hooks, Feast repo, request schema,
+    slices, SLOs and GX suites; one line per problem (exit 2 when there is one)."""
+    from kaizen.project.check import check as run
+    from kaizen.runtime import Runtime
+
+    rt = Runtime()
+    problems = run(rt)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
+    typer.echo(f"{rt.project.name}: the project is whole ({rt.project.folder})")
+
+
+@app.command()
+@entry
+def init(
+    name: Annotated[str, typer.Argument(help="the new project's name (lower_snake_case)")],
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="the projects folder (default: the install's projects/)"),
+    ] = None,
+) -> None:
+    """Scaffold a new project from the platform's template: declaration, params, Feast
+    repo, rules and compiled GX suites, DAGs, a generator and tests."""
+    from kaizen.config import get_settings
+    from kaizen.project.scaffold import scaffold
+
+    folder = scaffold(name, directory or get_settings().projects_dir)
+    typer.echo(f"{name}: created {folder}")
+    typer.echo("next steps:")
+    typer.echo(f"  kaizen -p {name} check            # the project is whole")
+    typer.echo(f"  make demo PROJECT={name}          # generate, run the DataOps days, train")
+    typer.echo(f"  edit {folder}/kaizen.yaml and src/{name}/ for your own data")
+
+
+@app.command()
+@entry
+def projects() -> None:
+    """The projects of this install, one line each (the selected one marked)."""
+    from kaizen.config import get_settings
+    from kaizen.project.locate import project_names
+    from kaizen.project.project import load_project
+
+    settings = get_settings()
+    for name in project_names(settings.projects_dir):
+        folder = settings.projects_dir / name
+        mark = "*" if settings.project_dir == folder.resolve() else " "
+        try:
+            description = load_project(folder).declaration.description
+        except KaizenError as exc:
+            description = f"(invalid: {exc})"
+        typer.echo(f"{mark} {name:<20} {description}")
 
 
 @app.command("feast-env")
 @entry
 def feast_env() -> None:
     """Print the environment the feast CLI needs for this profile (eval "$(kaizen feast-env)")."""
+    import os
     import shlex
 
-    from kaizen.featurestore.store import feast_environ
+    from kaizen.featurestore.environ import feast_environ, project_importable
     from kaizen.runtime import Runtime
 
-    for key, value in feast_environ(Runtime().settings).items():
+    settings = Runtime().settings
+    for key, value in feast_environ(settings).items():
         typer.echo(f"export {key}={shlex.quote(value)}")
+    # The repo imports the project's package (its schema helpers), which is not installed.
+    paths = os.pathsep.join([*project_importable(settings), "${PYTHONPATH:-}"])
+    typer.echo(f'export PYTHONPATH="{paths}"')
 
 
 @app.command()
@@ -329,7 +391,8 @@ def serve(
         int, typer.Option(min=1, max=64, help="uvicorn worker processes on the one port")
     ] = 1,
 ) -> None:
-    """Serve predictions (the champion on its online features) on 127.0.0.1 behind a token."""
+    """Serve every project's predictions (KAIZEN_SERVE_PROJECTS, default all) under
+    /<project>/predict on 127.0.0.1 behind a token: each champion on its online features."""
     from kaizen.config import get_settings
     from kaizen.serving.server import serve as run
 
@@ -339,9 +402,12 @@ def serve(
 @app.command()
 @entry
 def traffic(
-    ds: Annotated[str, typer.Option(help="replay the invoices issued on this day, YYYY-MM-DD")],
+    ds: Annotated[
+        str,
+        typer.Option(help="replay the requests of this day (the traffic sampler's), YYYY-MM-DD"),
+    ],
 ) -> None:
-    """Replay a simulated day's invoices as prediction requests (in process, logged as live)."""
+    """Replay a day's requests through the predictor (in process, logged as live)."""
     from kaizen.interval import parse_ds
     from kaizen.runtime import Runtime
     from kaizen.serving.traffic import replay_day
@@ -368,7 +434,7 @@ def training_set(
         str | None, typer.Option(help="first issue date to include; default cutoff - lookback_days")
     ] = None,
 ) -> None:
-    """Point-in-time training set: labelled invoices joined with the model's feature service."""
+    """Point-in-time training set: labelled rows joined with the model's feature service."""
     from kaizen.runtime import Runtime
     from kaizen.stages.training_set import training_set as run
 
@@ -482,7 +548,7 @@ def promote(
 def monitor(
     ds: Annotated[str, typer.Option(help="the day to monitor, YYYY-MM-DD")],
 ) -> None:
-    """Drift, late rate, live quality, skew and freshness for a day; alerts; a guarded retrain request."""
+    """Drift, positive rate, live quality, skew and freshness for a day; alerts; a guarded retrain request."""
     from kaizen.runtime import Runtime
     from kaizen.stages.monitor import monitor as run
 
@@ -548,25 +614,43 @@ def gate_replay(
 @entry
 def demo(
     train: Annotated[
-        bool, typer.Option(help="also train through the train DAG (--no-train: data only)")
+        bool, typer.Option(help="also train through the training DAG (--no-train: data only)")
     ] = True,
+    start: Annotated[
+        str | None,
+        typer.Option(help="first generated day (YYYY-MM-DD); default the generator's params"),
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="days to generate; default the generator's params")
+    ] = None,
 ) -> None:
-    """Simulate a history, run the DataOps DAG over it through Airflow, then train a candidate."""
+    """The project's main job: generate a history, run its DataOps DAG over it through Airflow,
+    then train a candidate and run the promotion gates (select the project with -p)."""
     from kaizen.demo import run_demo
+    from kaizen.interval import parse_ds
     from kaizen.runtime import Runtime
 
-    run_demo(Runtime(), echo=typer.echo, train=train)
+    run_demo(
+        Runtime(),
+        echo=typer.echo,
+        train=train,
+        start=parse_ds(start) if start else None,
+        days=days,
+    )
 
 
 @app.command()
 @entry
 def scoreboard(
     work: Annotated[
-        Path, typer.Option(help="where the run's world, stores and results live (wiped first)")
-    ] = Path("data/kaizen-eval"),
+        Path | None,
+        typer.Option(
+            help="where the run's world, stores and results live (wiped first); "
+            "default <project>/data/kaizen-eval"
+        ),
+    ] = None,
     days: Annotated[int | None, typer.Option(help="override scoreboard.days")] = None,
     shock_day: Annotated[int | None, typer.Option(help="override scoreboard.shock_day")] = None,
-    customers: Annotated[int | None, typer.Option(help="override scoreboard.customers")] = None,
 ) -> None:
     """The KaizenML loop on a simulated half year with a shock (params.yaml `scoreboard`):
     detection, retraining, promotions and served quality against a daily oracle. Exit 1
@@ -574,10 +658,12 @@ def scoreboard(
     from kaizen.config import get_settings
     from kaizen.scoreboard.run import run_scoreboard
 
-    home = get_settings().home
-    overrides = {"days": days, "shock_day": shock_day, "customers": customers}
-    work = work if work.is_absolute() else home / work
-    if not run_scoreboard(home, work, overrides, echo=typer.echo):
+    settings = get_settings()
+    project = settings.require_project()
+    overrides = {"days": days, "shock_day": shock_day}
+    work = work or project / "data" / "kaizen-eval"
+    work = work if work.is_absolute() else Path.cwd() / work
+    if not run_scoreboard(settings.home, project, work, overrides, echo=typer.echo):
         raise typer.Exit(1)
 
 
@@ -590,7 +676,7 @@ def up(
 ) -> None:
     """Start Airflow and MLflow on 127.0.0.1 under one supervisor, every UI behind a login."""
     from kaizen.config import get_settings
-    from kaizen.platform.supervisor import up as run
+    from kaizen.ops.supervisor import up as run
 
     if not run(get_settings(), echo=typer.echo, timeout_s=timeout):
         raise typer.Exit(1)
@@ -601,7 +687,7 @@ def up(
 def down() -> None:
     """Stop the platform started by `kaizen up`; nothing of its process tree survives."""
     from kaizen.config import get_settings
-    from kaizen.platform.supervisor import down as run
+    from kaizen.ops.supervisor import down as run
 
     run(get_settings(), echo=typer.echo)
 
@@ -638,12 +724,12 @@ def status(
     healthy, payload = True, {}
     if show_platform:
         if as_json:
-            from kaizen.platform.supervisor import health_report
+            from kaizen.ops.supervisor import health_report
 
             payload["platform"] = health_report(settings)
             healthy = payload["platform"]["healthy"]
         else:
-            from kaizen.platform.supervisor import status as run
+            from kaizen.ops.supervisor import status as run
 
             healthy = run(settings, echo=typer.echo)
     if show_pipeline:
@@ -673,7 +759,8 @@ def loadtest(
         typer.Option(min=1, help="seconds; default promote.load_test.duration_seconds"),
     ] = None,
 ) -> None:
-    """Load-test the running prediction API; exit 1 when p99 or errors breach the budget."""
+    """Load-test the project's routes of the running prediction API with recent real
+    requests; exit 1 when p99 or errors breach the budget."""
     from kaizen.config import get_settings
     from kaizen.loadtest.runner import breaches, load_test_running_api
     from kaizen.runtime import Runtime

@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kaizen.errors import ConfigError
+from kaizen.errors import ConfigError, describe_validation_error
 
 Profile = Literal["local", "stack"]
 Engine = Literal["pandas", "spark"]
@@ -38,24 +38,32 @@ class Settings(BaseSettings):
     )
 
     profile: Profile = "local"
-    home: Path = Field(default_factory=_default_home, description="project root")
+    home: Path = Field(default_factory=_default_home, description="the install's root")
 
-    # Locations: a local path or any fsspec URL (s3://bucket/prefix).
+    # The project (a folder under projects_dir with a kaizen.yaml): its name or its path.
+    # Unset: the project the working directory is in, else the only one there is.
+    project: str | None = None
+    projects_dir: Path = Path("projects")
+    project_dir: Path | None = None  # resolved from `project`; set by the validator
+
+    # Locations: a local path or any fsspec URL (s3://bucket/prefix). `{project}` in either
+    # is the project's name; unset, each project keeps its own under <project>/data (local)
+    # or s3://kaizen/<project>/ (stack).
     raw_root: str = ""
     lake_root: str = ""
-    sources_file: Path = Path("sources.yaml")
+    # The project's files; relative paths are inside the project's folder.
     params_file: Path = Path("params.yaml")
 
     # The GX file context (committed suites) and where its results and Data Docs go.
     expectations_dir: Path = Path("expectations")
-    gx_uncommitted_dir: Path = Path("expectations/uncommitted")
+    gx_uncommitted_dir: Path = Path("expectations/uncommitted")  # `{project}` as for the lake
     # Data Docs for every validation (the default), or only for failed ones: rendering a
     # page costs ~1.4 s per batch, which long simulations and bulk tests skip.
     gx_data_docs: Literal["every", "failures"] = "every"
 
     # Airflow's home (metadata DB, logs) and the DAGs it runs.
     airflow_home: Path = Path(".airflow")
-    dags_folder: Path = Path("dags")
+    dags_folder: Path = Path("projects")  # every project's dags/ (see projects/.airflowignore)
 
     # Engines.
     engine: Engine | None = None
@@ -65,7 +73,7 @@ class Settings(BaseSettings):
     # a registry file and SQLite under feast_data_dir; `stack`: SQL registry on Postgres and
     # Redis. Either can be switched alone.
     feast_repo: Path = Path("feature_repo")
-    feast_data_dir: Path = Path("data/feast")
+    feast_data_dir: Path = Path("data/feast")  # inside the project's folder; `{project}` as above
     feast_registry: Literal["file", "sql"] | None = None
     feast_online_store: Literal["sqlite", "redis"] | None = None
     postgres_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/kaizen"
@@ -92,6 +100,7 @@ class Settings(BaseSettings):
     prediction_api_host: str = "127.0.0.1"
     prediction_api_port: int = Field(default=6570, ge=1, le=65535)
     prediction_api_token: SecretStr | None = None
+    serve_projects: list[str] = []  # the projects `kaizen serve` serves; empty: every one
     # Where Kaizen logs runs and registers models; empty means straight to the stores below
     # (the ones `kaizen up`'s server serves). An http(s) URL goes through a tracking server.
     mlflow_tracking_uri: str = ""
@@ -121,13 +130,33 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="after")
     def _profile_defaults(self) -> Settings:
+        # What was set explicitly, as it was set (before the defaults below join it).
+        self._given = {k: getattr(self, k) for k in self.model_fields_set}
         stack = self.profile == "stack"
+        for name in ("projects_dir", "airflow_home", "dags_folder", "runtime_dir"):
+            path = getattr(self, name)
+            if not path.is_absolute():
+                setattr(self, name, self.home / path)
+        from kaizen.project.locate import locate
+
+        self.project_dir = locate(self.project, self.projects_dir, self.home)
+        name = self.project_dir.name if self.project_dir else None
+        self.project = name
+        folder = self.project_dir or self.home
         if not self.raw_root:
-            self.raw_root = "s3://kaizen/raw" if stack else str(self.home / "data" / "raw")
+            self.raw_root = f"s3://kaizen/{name}/raw" if stack else str(folder / "data" / "raw")
         if not self.lake_root:
-            self.lake_root = "s3://kaizen/lake" if stack else str(self.home / "data" / "lake")
+            self.lake_root = f"s3://kaizen/{name}/lake" if stack else str(folder / "data" / "lake")
+        if name:
+            self.raw_root = self.raw_root.replace("{project}", name)
+            self.lake_root = self.lake_root.replace("{project}", name)
+            for path_name in ("feast_data_dir", "gx_uncommitted_dir"):
+                path = str(getattr(self, path_name)).replace("{project}", name)
+                setattr(self, path_name, Path(path))
         if self.engine is None:
             self.engine = "spark" if stack else "pandas"
         if self.feast_registry is None:
@@ -142,24 +171,57 @@ class Settings(BaseSettings):
         if self.runs_s3_server and not self.s3_endpoint_url:
             self.s3_endpoint_url = f"http://127.0.0.1:{self.s3_port}"
         for name in (
-            "sources_file",
             "params_file",
-            "airflow_home",
-            "dags_folder",
             "expectations_dir",
             "gx_uncommitted_dir",
-            "runtime_dir",
             "feast_repo",
             "feast_data_dir",
         ):
             path = getattr(self, name)
             if not path.is_absolute():
-                setattr(self, name, self.home / path)
+                setattr(self, name, folder / path)
         for name in ("raw_root", "lake_root"):
             value = getattr(self, name)
             if "://" not in value and not Path(value).is_absolute():
                 setattr(self, name, str(self.home / value))
         return self
+
+    def for_project(self, project: str) -> Settings:
+        """These settings for another project of the install: what was set explicitly (by
+        the environment or a caller) stays, the per-project defaults are derived again."""
+        given = {k: v for k, v in self._given.items() if k not in ("project", "project_dir")}
+        return Settings(_env_file=None, **given, project=project)
+
+    def as_environ(self) -> dict[str, str]:
+        """The variables a child process (dvc repro, an Airflow task) needs to see these
+        settings: the project and every location or choice set explicitly."""
+        out = {"KAIZEN_HOME": str(self.home)}
+        if self.project_dir:
+            out["KAIZEN_PROJECT"] = str(self.project_dir)
+        for key in sorted(set(self._given) - {"home", "project", "project_dir"}):
+            value = self._given[key]
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            out[f"KAIZEN_{key.upper()}"] = str(value)
+        return out
+
+    def require_project(self) -> Path:
+        """The selected project's folder, or one line saying how to choose one."""
+        if self.project_dir is None:
+            from kaizen.project.locate import project_names
+
+            names = project_names(self.projects_dir)
+            if not names:
+                raise ConfigError(
+                    f"no project under {self.projects_dir}: create one with `kaizen init NAME`"
+                )
+            raise ConfigError(
+                f"{len(names)} projects ({', '.join(names)}): choose one with "
+                "--project NAME or KAIZEN_PROJECT"
+            )
+        return self.project_dir
 
     @property
     def runs_s3_server(self) -> bool:
@@ -183,22 +245,6 @@ class Settings(BaseSettings):
             options["key"] = self.s3_access_key_id.get_secret_value()
             options["secret"] = self.s3_secret_access_key.get_secret_value()
         return options
-
-
-def describe_validation_error(exc: ValidationError, where: str) -> str:
-    """One line naming the first bad key, e.g. `params.yaml: train.max_depth: ...`."""
-    errors = exc.errors()
-    first = errors[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(root)"
-    message = first["msg"]
-    if first["type"] == "missing":
-        message = "is required but missing"
-    elif first["type"] == "extra_forbidden":
-        message = "is not a known key (a typo?)"
-    elif "input" in first and not isinstance(first["input"], dict | list):
-        message = f"{message} (got {first['input']!r})"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {key}: {message}{more}"
 
 
 @functools.lru_cache(maxsize=1)

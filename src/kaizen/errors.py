@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class KaizenError(Exception):
     """A problem the operator can act on. The message is one line and says what is wrong."""
@@ -49,3 +51,19 @@ class ModelRefused(KaizenError):
     """A trained model fails a check that registration requires (nothing was registered)."""
 
     exit_code = 5
+
+
+def describe_validation_error(exc: ValidationError, where: str) -> str:
+    """One line naming the first bad key, e.g. `params.yaml: train.max_depth: ...`."""
+    errors = exc.errors()
+    first = errors[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(root)"
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "is required but missing"
+    elif first["type"] == "extra_forbidden":
+        message = "is not a known key (a typo?)"
+    elif "input" in first and not isinstance(first["input"], dict | list):
+        message = f"{message} (got {first['input']!r})"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {key}: {message}{more}"

@@ -44,6 +44,14 @@ from fsspec.implementations.local import LocalFileSystem
 
 from kaizen.errors import InputError, PartitionLockedError
 
+# The lake's layers: a batch lands in bronze, passes its gate to silver or goes to
+# quarantine; features are staged, then published once their suite passes.
+BRONZE = "bronze"
+SILVER = "silver"
+QUARANTINE = "quarantine"
+STAGED = "features_staged"
+PUBLISHED = "features"
+
 MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = "kaizen.partition/1"
 # Keys every manifest has; anything else is the writer's lineage (see `lineage()`).

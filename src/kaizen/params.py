@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,22 +23,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SimulateParams(_Section):
-    """The furniture-store world the simulator draws. CLI flags override these."""
-
-    start: dt.date
-    days: Annotated[int, Field(ge=1, le=3650)]
-    customers: Annotated[int, Field(ge=10)]
-    seed: int
-    shock_date: dt.date | None
-    late_rate_before: Rate
-    late_rate_after: Rate
-    terms_days: Annotated[int, Field(ge=0, le=120)]
-    orders_per_customer_day: Annotated[float, Field(gt=0.0, le=10.0)]
-    signups_per_day_rate: Annotated[float, Field(ge=0.0, le=0.1)]
-    changes_per_day_rate: Annotated[float, Field(ge=0.0, le=1.0)]
-
-
 class IngestParams(_Section):
     """How raw drops are parsed."""
 
@@ -48,47 +32,19 @@ class IngestParams(_Section):
 Days = Annotated[int, Field(ge=1, le=3650)]
 
 
-class FeaturizeParams(_Section):
-    """Feature windows and the late label. Features are computed as of the end of a day.
-
-    Column names follow the windows (`orders_30d`, `invoices_180d`), so a changed window is
-    a changed feature, never an old name on new values.
-    """
-
-    activity_windows_days: tuple[Days, ...]  # orders, spend and average order value
-    payments_window_days: Days  # invoices, late counts and ratio, max days late
-    late_after_days: Annotated[int, Field(ge=1, le=365)]  # this many days past due = late
-    income_band_edges: tuple[float, ...]  # a band is [edge, next edge)
-    income_band_labels: tuple[str, ...]  # one more label than edges
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FeaturizeParams:
-        windows = self.activity_windows_days
-        if not windows or list(windows) != sorted(set(windows)):
-            raise ValueError("activity_windows_days must be distinct and increasing, e.g. [30, 90]")
-        edges = self.income_band_edges
-        if not edges or list(edges) != sorted(set(edges)):
-            raise ValueError("income_band_edges must be distinct and increasing")
-        labels = self.income_band_labels
-        if len(labels) != len(edges) + 1 or len(set(labels)) != len(labels) or "" in labels:
-            raise ValueError(
-                "income_band_labels must be distinct, non-empty and one more than the edges"
-            )
-        return self
-
-
 class FeatureStoreParams(_Section):
     """Feast behaviour: how old a served value may be, and how materialization moves."""
 
     ttl_days: dict[str, Annotated[int, Field(ge=1, le=3650)]]
     materialize_overlap_days: Annotated[int, Field(ge=0, le=60)]
     materialize_chunk_rows: Annotated[int, Field(ge=100)]
-    service: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*_v[0-9]+$")]
 
 
 class TrainingSetParams(_Section):
     cutoff: Literal["latest"] | dt.date
     lookback_days: Annotated[int, Field(ge=1, le=3650)]
+    # The Feast feature service the model is trained (and then served) with.
+    feature_service: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*_v[0-9]+$")]
 
 
 class TrainParams(_Section):
@@ -104,19 +60,14 @@ class TrainParams(_Section):
     min_rows: Annotated[int, Field(ge=10)]
     min_positives: Annotated[int, Field(ge=2)]
     retrain_min_new_labels: Annotated[int, Field(ge=0)]
+    holdout_days: Annotated[int, Field(ge=1, le=365)]  # the latest days, never trained on
+    monotone_increasing: list[str]  # inputs the score may only rise with (also gated)
     threads: Annotated[int, Field(ge=1, le=256)] = 1  # OpenMP threads of the fit
 
 
 class EvaluateParams(_Section):
-    holdout_days: Annotated[int, Field(ge=1, le=365)]
-    tenure_bands_days: list[Annotated[int, Field(ge=1)]]
+    # The slices come from the project's declaration; the holdout is the one train kept.
     permutation_repeats: Annotated[int, Field(ge=1, le=50)]
-
-    @model_validator(mode="after")
-    def _bands_increase(self) -> EvaluateParams:
-        if self.tenure_bands_days != sorted(set(self.tenure_bands_days)):
-            raise ValueError("evaluate.tenure_bands_days must be strictly increasing")
-        return self
 
 
 class ExplainParams(_Section):
@@ -131,12 +82,11 @@ class OnnxParams(_Section):
     """The ONNX form registered with every version, and how close it must score."""
 
     enabled: bool
-    parity_atol: Annotated[float, Field(gt=0, le=0.1)]  # max |P(late) ONNX - scikit-learn|
+    parity_atol: Annotated[float, Field(gt=0, le=0.1)]  # max |P ONNX - P scikit-learn|
 
 
 class RegisterParams(_Section):
-    experiment: Annotated[str, Field(min_length=1)]
-    model_name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
+    # The experiment and model name are the project's (kaizen.yaml `model:`).
     candidate_alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
     onnx: OnnxParams
 
@@ -161,7 +111,8 @@ class SliceParams(_Section):
 
 
 class BehaviourParams(_Section):
-    monotone_increasing: list[str]
+    # Also checked: the score only rises with train.monotone_increasing; and it does not
+    # move with the row id or event time (never model inputs).
     invariant_to: list[str]
     sample_rows: Annotated[int, Field(ge=10, le=100_000)]
 
@@ -201,7 +152,7 @@ class LoadTestParams(_Section):
     p99_ms: Annotated[float, Field(gt=0)]
     health_share: Annotated[float, Field(ge=0.0, lt=1.0)]
     wait_max_seconds: Annotated[float, Field(ge=0.0, le=60)]
-    customers: Annotated[int, Field(ge=1)]
+    sample_requests: Annotated[int, Field(ge=1)]  # recent real requests the users replay
     startup_timeout_seconds: Annotated[float, Field(gt=0, le=600)]
     warmup_requests: Annotated[int, Field(ge=0, le=10_000)]
     seed: int
@@ -229,6 +180,8 @@ class ServeParams(_Section):
     """The prediction API: the decision, freshness, hot reload, batch size and prediction log."""
 
     decision_threshold: Annotated[float, Field(gt=0.0, lt=1.0)]
+    # The decision below the threshold, and at or above it (e.g. [approve, review]).
+    decisions: tuple[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]]
     freshness_policy: Literal["mark", "refuse"]
     alias_refresh_seconds: Annotated[float, Field(ge=0.1, le=3600)]
     canary_salt: Annotated[str, Field(min_length=1, max_length=200)]
@@ -266,9 +219,9 @@ class MonitorParams(_Section):
     prediction_psi_threshold: Annotated[
         float, Field(gt=0, le=10)
     ]  # served scores vs holdout scores
-    late_rate_alert: Rate  # business breach: the late rate reaches this
-    late_rate_window_days: Days  # invoices whose label became final in these days
-    late_rate_min_labels: Annotated[int, Field(ge=1)]  # fewer final labels: not judged
+    positive_rate_alert: Rate  # business breach: the rate of positive labels reaches this
+    positive_rate_window_days: Days  # rows whose label became final in these days
+    positive_rate_min_labels: Annotated[int, Field(ge=1)]  # fewer final labels: not judged
     quality_min_labelled: Annotated[int, Field(ge=1)]  # labelled predictions to score a version
     skew_tolerance: Annotated[float, Field(ge=0)]  # relative difference still counted as equal
     skew_alert: Rate  # skew breach: a feature mismatches on more than this share of requests
@@ -281,28 +234,16 @@ class MonitorParams(_Section):
     retrain_persist_days: Days  # a breach asks for a retrain once it has lasted this many runs
     plots_every_days: Days = 1  # the report's figures: every run (1), or every N days and on alerts
 
-    @model_validator(mode="after")
-    def _every_view_has_an_slo(self) -> MonitorParams:
-        from kaizen.transforms.views import VIEWS
-
-        missing = [v for v in VIEWS if v not in self.freshness_slo_days]
-        unknown = [v for v in self.freshness_slo_days if v not in VIEWS]
-        if missing or unknown:
-            raise ValueError(
-                f"monitor.freshness_slo_days must name exactly the feature views {list(VIEWS)}"
-                f" (missing {missing}, unknown {unknown})"
-            )
-        return self
-
 
 class ScoreboardParams(_Section):
     """`make kaizen-eval`: the loop on a simulated world, and the targets it is held to."""
 
+    start: dt.date  # day 1, the first scored day
     days: Annotated[int, Field(ge=60, le=730)]
     history_days: Annotated[int, Field(ge=0, le=730)]  # the store's past before day 1
     shock_day: Annotated[int, Field(ge=2)]  # 1-based: the first shocked day
-    customers: Annotated[int, Field(ge=100)]
-    bad_days: list[str]  # DAY:SOURCE:KIND, DAY 1-based (a simulator fault kind)
+    world: dict[str, Any]  # the generator's params for the scored world (over project.simulate)
+    bad_days: list[str]  # DAY:SOURCE:KIND, DAY 1-based (a generator fault kind)
     fix_after_days: Annotated[int, Field(ge=1, le=30)]  # the operator re-lands and replays then
     label_horizon_days: Annotated[int, Field(ge=1, le=365)]  # hindsight for the truth labels
     oracle_every_days: Annotated[int, Field(ge=1, le=30)]  # the oracle retrains this often
@@ -335,9 +276,7 @@ class ScoreboardParams(_Section):
 
 
 class Params(_Section):
-    simulate: SimulateParams
     ingest: IngestParams
-    featurize: FeaturizeParams
     feature_store: FeatureStoreParams
     training_set: TrainingSetParams
     train: TrainParams
@@ -349,13 +288,8 @@ class Params(_Section):
     serve: ServeParams
     monitor: MonitorParams
     scoreboard: ScoreboardParams
-
-    @model_validator(mode="after")
-    def _shock_inside_world(self) -> Params:
-        shock = self.simulate.shock_date
-        if shock is not None and shock < self.simulate.start:
-            raise ValueError("simulate.shock_date is before simulate.start")
-        return self
+    # The project's own section, validated by the model its kaizen.yaml names (Runtime).
+    project: dict[str, Any] = {}
 
 
 def load_params(path: Path) -> Params:
@@ -374,6 +308,6 @@ def load_params(path: Path) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        from kaizen.config import describe_validation_error
+        from kaizen.errors import describe_validation_error
 
         raise ConfigError(describe_validation_error(exc, where)) from None

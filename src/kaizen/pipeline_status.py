@@ -59,7 +59,7 @@ def airflow_last_good(settings: Any) -> list[dict[str, Any]]:
     """Per DAG, its newest successful run from Airflow's metadata DB."""
     import sqlalchemy as sa
 
-    from kaizen.orchestrate import airflow_environ
+    from kaizen.dags.runner import airflow_environ
 
     url = airflow_environ(settings)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     connect_args: dict[str, Any] = {}
@@ -123,7 +123,7 @@ def quarantined(rt: Runtime) -> dict[str, Any]:
         except (FileNotFoundError, IndexError, UnicodeDecodeError):
             reason = ""
         rows.append({"source": source, "ds": ds, "rows": manifest.get("rows"), "reason": reason})
-    return {"rows": rows, "replay": "kaizen replay --source SOURCE --ds DS"}
+    return {"rows": rows, "replay": f"kaizen -p {rt.project.name} replay --source SOURCE --ds DS"}
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def models(rt: Runtime) -> dict[str, Any]:
     rows = []
     for alias in aliases:
         try:
-            found = registry.get_model_version_by_alias(rt.params.register_.model_name, alias)
+            found = registry.get_model_version_by_alias(rt.model_name, alias)
             version = str(found.version)
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
@@ -166,7 +166,7 @@ def models(rt: Runtime) -> dict[str, Any]:
 def drift(rt: Runtime) -> dict[str, Any]:
     from kaizen.monitoring import history
 
-    name = rt.params.register_.model_name
+    name = rt.model_name
     dates = rt.lake.partitions(history.LAYER, name)
     if not dates:
         return {"rows": [], "note": "no monitoring run yet"}
@@ -204,12 +204,11 @@ END_PAST_NEWEST_DAY = dt.timedelta(days=2)
 def online_freshness(rt: Runtime, as_of: dt.date) -> dict[str, Any]:
     """Per feature view: the newest materialized end time, its lag in days and the SLO."""
     from kaizen.featurestore.store import open_store
-    from kaizen.transforms.views import VIEWS
 
     store = open_store(rt.settings)
     slo = rt.params.monitor.freshness_slo_days
     rows = []
-    for view in VIEWS:
+    for view in rt.schema.views:
         end = store.get_feature_view(view).most_recent_end_time
         newest = (end - END_PAST_NEWEST_DAY).date() if end else None
         lag = (as_of - newest).days if newest else None
@@ -218,10 +217,10 @@ def online_freshness(rt: Runtime, as_of: dt.date) -> dict[str, Any]:
                 "view": view,
                 "newest_day": newest.isoformat() if newest else None,
                 "lag_days": lag,
-                "slo_days": slo[view],
+                "slo_days": slo.get(view),
                 "state": "never materialized"
                 if lag is None
-                else ("stale" if lag > slo[view] else "fresh"),
+                else ("stale" if view in slo and lag > slo[view] else "fresh"),
             }
         )
     return {"as_of": as_of.isoformat(), "rows": rows}

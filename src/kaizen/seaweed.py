@@ -109,7 +109,7 @@ def identity_json(access_key_id: str, secret_access_key: str) -> str:
 
 
 def write_identity(config_file: Path, access_key_id: str, secret_access_key: str) -> None:
-    from kaizen.platform.secrets import write_private  # 0600 from the first byte, atomic
+    from kaizen.ops.secrets import write_private  # 0600 from the first byte, atomic
 
     write_private(config_file, identity_json(access_key_id, secret_access_key))
 

@@ -1,6 +1,6 @@
 """Raw sources are declared, not coded.
 
-`sources.yaml` names each source with its file format, its columns (type and nullability),
+The project's declaration (kaizen.yaml `sources:`) names each source with its file format, its columns (type and nullability),
 its primary key and its event-time column. Ingest, validation and replay are generic over
 these declarations: onboarding a dataset is a new declaration, not new stage code.
 """
@@ -10,13 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kaizen.errors import ConfigError, InputError
+from kaizen.errors import InputError
 
 ColumnType = Literal["string", "int64", "float64", "bool", "date", "timestamp"]
 NAME = r"^[a-z][a-z0-9_]*$"
@@ -89,14 +87,16 @@ class Source(BaseModel):
 class SourceCatalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Annotated[str, Field(pattern=NAME)]
     sources: dict[str, Source]
 
     @field_validator("sources", mode="before")
     @classmethod
     def _names_from_keys(cls, value: object) -> object:
         if isinstance(value, dict):
-            return {k: {"name": k, **(v or {})} for k, v in value.items()}
+            return {
+                k: v if isinstance(v, Source) else {"name": k, **(v or {})}
+                for k, v in value.items()
+            }
         return value
 
     def get(self, name: str) -> Source:
@@ -109,19 +109,3 @@ class SourceCatalog(BaseModel):
     @property
     def names(self) -> list[str]:
         return list(self.sources)
-
-
-def load_sources(path: Path) -> SourceCatalog:
-    where = path.name
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: source declarations not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    try:
-        return SourceCatalog.model_validate(raw)
-    except ValidationError as exc:
-        from kaizen.config import describe_validation_error
-
-        raise ConfigError(describe_validation_error(exc, where)) from None

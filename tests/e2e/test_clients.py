@@ -58,7 +58,7 @@ PREPARE = textwrap.dedent("""
     from pathlib import Path
     from kaizen.config import get_settings
     from kaizen.featurestore.store import apply
-    from kaizen.promotion.models import by_alias
+    from kaizen.model.versions import by_alias
     from kaizen.promotion.production import production
     from kaizen.promotion.staging import staging
     from kaizen.runtime import Runtime
@@ -69,9 +69,9 @@ PREPARE = textwrap.dedent("""
     from kaizen.stages.training_set import training_set
 
     rt = Runtime(get_settings())
-    world = rt.params.simulate
+    world = rt.project_params.simulate
     dates = [(world.start + dt.timedelta(days=i)).isoformat() for i in range(world.days)]
-    data = Path("data")  # the DVC stages' paths (dvc.yaml), in the clone
+    data = rt.settings.require_project() / "data"  # the DVC stages' paths (its dvc.yaml)
     ts, model, ev = data / "training" / "training_set.parquet", data / "model", data / "eval"
     seconds, last = {}, time.perf_counter()
 
@@ -120,11 +120,12 @@ def _clone(root: Path, world: Path) -> Path:
     """A clone of the working tree whose raw drops and lake are the labelled world's (the
     session's 45 days through the gate and the feature gate) and whose params say so."""
     clone = clone_working_tree(root / "clone")
+    project = clone / "projects" / "credit_risk"
     for name in ("raw", "lake"):
-        shutil.copytree(world / name, clone / "data" / name)
-    params_file = clone / "params.yaml"
+        shutil.copytree(world / name, project / "data" / name)
+    params_file = project / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
-    params["simulate"].update(
+    params["project"]["simulate"].update(
         {
             "start": LABELLED_START.isoformat(),
             "days": LABELLED_DAYS,
@@ -133,7 +134,7 @@ def _clone(root: Path, world: Path) -> Path:
             "seed": 21,
         }
     )
-    params["evaluate"]["holdout_days"] = 5
+    params["train"]["holdout_days"] = 5
     # The staging gate's in-process latency budget measures this machine's load (see test_e2e).
     params["promote"]["budget"]["latency_p99_ms"] = 5000
     # Smaller, faster versions of what these tests do not look at: the model only has to
@@ -156,6 +157,7 @@ def _environ(clone: Path, airflow_db: str) -> dict[str, str]:
     env.update(
         {
             "KAIZEN_HOME": str(clone),
+            "KAIZEN_PROJECT": "credit_risk",  # the feature server's; the API serves both
             # The schedule starts today: unpausing dataops_daily catches nothing up (its first
             # interval ends at midnight), so every run is one a client asked for.
             "KAIZEN_DAG_START_DATE": today.isoformat(),
@@ -205,7 +207,7 @@ def build_world(root: Path, labelled: Path, airflow_db: str) -> Iterator[World]:
         assert up.returncode == 0, f"kaizen up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         print(f"kaizen up: healthy in {time.perf_counter() - started:.0f}s")
         from kaizen.config import Settings
-        from kaizen.platform.layout import Layout
+        from kaizen.ops.layout import Layout
 
         settings = Settings(_env_file=clone / ".env", home=clone)
         assert settings.airflow_admin_password and settings.mlflow_admin_password
@@ -219,7 +221,7 @@ def build_world(root: Path, labelled: Path, airflow_db: str) -> Iterator[World]:
             mlflow=f"http://127.0.0.1:{env['KAIZEN_MLFLOW_PORT']}",
             airflow_password=settings.airflow_admin_password.get_secret_value(),
             mlflow_password=settings.mlflow_admin_password.get_secret_value(),
-            data_docs=clone / "expectations" / "uncommitted" / "data_docs" / "local_site",
+            data_docs=clone / "projects/credit_risk/expectations/uncommitted/data_docs/local_site",
             platform_log=Layout.from_settings(settings).log_file,
         )
     finally:
@@ -247,8 +249,8 @@ def world(
 
 # --- Airflow's REST API v2, as an external client --------------------------------------------
 
-DAG_ID = "dataops_daily"
-SOURCES = ["customers", "orders", "payments"]  # sources.yaml: the per-source tasks map over them
+DAG_ID = "credit_risk.dataops_daily"
+SOURCES = ["customers", "orders", "payments"]  # kaizen.yaml: the per-source tasks map over them
 FINISHED_BAD = {"failed", "upstream_failed", "removed"}
 RUN_TIMEOUT_S = 600  # one DataOps day is ~30 s on a quiet machine; CI runners are shared
 
@@ -389,7 +391,7 @@ def wait_backfills_complete(client: httpx.Client, timeout_s: float = 120) -> Non
 
 def rewritten_since(world: World, ds: str, since: float) -> list[str]:
     """The feature views whose published partition for `ds` was committed after `since`."""
-    lake = world.home / "data" / "lake" / "features"
+    lake = world.home / "projects" / "credit_risk" / "data" / "lake" / "features"
     return sorted(
         m.parent.parent.name
         for m in lake.glob(f"*/ds={ds}/_manifest.json")

@@ -17,13 +17,15 @@ import pytest
 from support import REPO
 
 from kaizen.params import load_params
+from kaizen.project.declaration import Slice
+from kaizen.promotion.checks import Rules
 from kaizen.promotion.staging import evaluate_checks
 
 pytestmark = pytest.mark.faults
 
 
 def test_a_model_scoring_nan_is_rejected_by_the_gate_not_a_crash() -> None:
-    p = load_params(REPO / "params.yaml")
+    p = load_params(REPO / "projects" / "credit_risk" / "params.yaml")
     rng = np.random.default_rng(0)
     n = 400
     holdout = pd.DataFrame(
@@ -41,7 +43,14 @@ def test_a_model_scoring_nan_is_rejected_by_the_gate_not_a_crash() -> None:
         rng.random(n),
         lambda frame: np.full(len(frame), np.nan),
         p.promote,
-        p.evaluate.tenure_bands_days,
+        Rules(  # the credit_risk example's slices (kaizen.yaml), nothing else
+            {
+                "region": Slice(column="region"),
+                "tenure_band": Slice(column="tenure_days", edges=[180, 730], unit="d"),
+            },
+            [],
+            [],
+        ),
         {"latency_p99_ms": 1.0, "size_bytes": 10, "training_days": {}},
     )
     [floors] = found
@@ -114,8 +123,8 @@ APPLY = """
 import sys
 from kaizen.config import Settings
 from kaizen.featurestore.store import apply
-settings = Settings(_env_file=None, home=sys.argv[1], feast_registry="sql", postgres_url=sys.argv[2],
-                    feast_data_dir=sys.argv[3], runtime_dir=sys.argv[3])
+settings = Settings(_env_file=None, home=sys.argv[1], project="credit_risk", feast_registry="sql",
+                    postgres_url=sys.argv[2], feast_data_dir=sys.argv[3], runtime_dir=sys.argv[3])
 apply(settings)
 """
 
@@ -123,9 +132,10 @@ apply(settings)
 @pytest.mark.services
 @pytest.mark.slow
 def test_concurrent_feast_apply_loses_no_object(fresh_database: str, tmp_path: Path) -> None:
+    from credit_risk.features.schema import VIEWS
+
     from kaizen.config import Settings
     from kaizen.featurestore.store import open_store
-    from kaizen.transforms.views import VIEWS
 
     procs = [
         subprocess.Popen(
@@ -149,11 +159,11 @@ def test_concurrent_feast_apply_loses_no_object(fresh_database: str, tmp_path: P
         runtime_dir=tmp_path / "reader",
     )
     store = open_store(settings)
-    p = load_params(REPO / "params.yaml")
+    p = load_params(REPO / "projects" / "credit_risk" / "params.yaml")
     assert sorted(v.name for v in store.list_feature_views(allow_cache=False)) == sorted(VIEWS)
     assert [e.name for e in store.list_entities(allow_cache=False)] == ["customer"]
     assert [v.name for v in store.list_on_demand_feature_views(allow_cache=False)] == [
         "credit_request_ratios"
     ]
     services = [s.name for s in store.list_feature_services()]
-    assert p.feature_store.service in services
+    assert p.training_set.feature_service in services

@@ -71,7 +71,7 @@ def test_one_sample_dag_parse_bench_writes_a_well_formed_report(
 
     write_report(bench_dags.run({"samples": 1}), {"dags": {"samples": 1}}, tmp_path)
     report, md = _report(tmp_path)
-    dag_files = sorted((REPO / "dags").glob("*.py"))
+    dag_files = sorted((REPO / "projects" / "credit_risk" / "dags").glob("*.py"))
     rows = report["rows"]
     assert len(rows) == len(dag_files)
     for row, path in zip(rows, dag_files, strict=True):

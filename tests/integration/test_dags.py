@@ -1,21 +1,24 @@
-"""DAG integrity: every DAG imports, parsing stays light, and a real run lands bronze."""
+"""DAG integrity: every project's DAGs import from the platform's factories, parsing stays
+light, two projects' DAGs live side by side in one Airflow, and a real run lands bronze."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from credit_risk.simulate import Fault, simulate
 from support import REPO, small_world
 
 from kaizen.config import Settings
+from kaizen.dags.runner import airflow_environ
 from kaizen.lake import Lake, Partition
-from kaizen.orchestrate import airflow_environ
-from kaizen.simulate import Fault, simulate
 
 HEAVY = [
     "pandas",
@@ -28,7 +31,13 @@ HEAVY = [
     "pyarrow",
     "numpy",
 ]
-DAG_FILES = sorted(p.name for p in (REPO / "dags").glob("*.py"))
+PROJECTS = REPO / "projects"  # the DAGs folder: every project's dags/ (projects/.airflowignore)
+DAGS = PROJECTS / "credit_risk" / "dags"
+DAG_FILES = sorted(p.name for p in DAGS.glob("*.py"))
+DAG_IDS = {
+    f"credit_risk.{d}" for d in ("dataops_daily", "training", "promote", "monitor", "replay_batch")
+}
+FACTORIES = REPO / "src" / "kaizen" / "dags"
 
 PARSE = textwrap.dedent("""
     import json, sys, time
@@ -60,7 +69,7 @@ ASSET_EVENTS = textwrap.dedent("""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     with create_session() as session:
-        asset = session.query(AssetModel).filter(AssetModel.name == "credit_risk_features").one()
+        asset = session.query(AssetModel).filter(AssetModel.name == "credit_risk.features").one()
         rows = session.query(AssetEvent).filter(AssetEvent.asset_id == asset.id).all()
         print(json.dumps([e.extra for e in rows]))
 """)
@@ -80,7 +89,7 @@ def airflow_env(_isolated_environment: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def parsed(airflow_env: dict[str, str]) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", PARSE, str(REPO / "dags"), ",".join(HEAVY)],
+        [sys.executable, "-c", PARSE, str(PROJECTS), ",".join(HEAVY)],
         env=airflow_env,
         capture_output=True,
         text=True,
@@ -92,7 +101,41 @@ def parsed(airflow_env: dict[str, str]) -> dict:
 @pytest.mark.airflow
 def test_every_dag_file_imports_without_error(parsed: dict) -> None:
     assert parsed["errors"] == {}
-    assert DAG_FILES and "dataops_daily" in parsed["dags"]
+    assert sorted(f"{d.split('.', 1)[1]}.py" for d in DAG_IDS) == DAG_FILES
+    assert set(parsed["dags"]) >= DAG_IDS
+    for dag_id in DAG_IDS:
+        assert "credit_risk" in parsed["dags"][dag_id]["tags"]
+
+
+def test_a_project_dag_file_is_only_its_factory_call() -> None:
+    """Each DAG file names its factory and nothing else: the DAG is the platform's."""
+    for name in DAG_FILES:
+        tree = ast.parse((DAGS / name).read_text())
+        body = [n for n in tree.body if not isinstance(n, ast.Expr | ast.ImportFrom)]
+        imports = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
+        assert body == [] and [i.module for i in imports] == ["kaizen.dags.factories"], name
+        calls = [
+            n.value for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
+        ]
+        assert [ast.unparse(c) for c in calls] == [f"{imports[0].names[0].name}(__file__)"], name
+
+
+def test_the_factories_import_only_airflow_sdk_pendulum_and_the_standard_library() -> None:
+    """What a DAG file pulls in at parse time, read from the source: the stages and every
+    heavy library are imported inside the tasks."""
+    allowed = {"airflow.sdk", "pendulum", "kaizen.dags.tasks", "__future__"}
+    for name in ("factories.py", "tasks.py", "__init__.py"):
+        tree = ast.parse((FACTORIES / name).read_text())
+        for node in tree.body:  # module level only: the tasks import lazily
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".", 1)[0]
+                assert module in allowed or top in sys.stdlib_module_names, (name, module)
 
 
 @pytest.mark.airflow
@@ -102,7 +145,7 @@ def test_parsing_dags_imports_nothing_heavy(parsed: dict) -> None:
 
 @pytest.mark.airflow
 def test_dataops_daily_is_a_daily_interval_with_retries_and_catchup(parsed: dict) -> None:
-    dag = parsed["dags"]["dataops_daily"]
+    dag = parsed["dags"]["credit_risk.dataops_daily"]
     assert dag["timetable"] == "CronDataIntervalTimetable"
     assert dag["catchup"] is True
     assert dag["retries"] >= 2
@@ -117,7 +160,7 @@ def test_dataops_daily_is_a_daily_interval_with_retries_and_catchup(parsed: dict
         "apply",
         "materialize",
     } <= set(dag["tasks"])
-    assert "replay_batch" in parsed["dags"]
+    assert "credit_risk.replay_batch" in parsed["dags"]
 
 
 SHAPE = textwrap.dedent("""
@@ -128,7 +171,7 @@ SHAPE = textwrap.dedent("""
         assert not bag.import_errors, bag.import_errors
         d = bag.dags[dag_id]
         return {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks}
-    print(json.dumps([shape(sys.argv[1], "dataops_daily"), shape(sys.argv[2], "dataops_floor")]))
+    print(json.dumps([shape(sys.argv[1], "credit_risk.dataops_daily"), shape(sys.argv[2], "dataops_floor")]))
 """)
 
 
@@ -136,7 +179,7 @@ SHAPE = textwrap.dedent("""
 def test_bench_row_8s_floor_dag_keeps_dataops_dailys_shape(airflow_env: dict[str, str]) -> None:
     """Row 8-floor is only Airflow's fixed cost if it runs the very same tasks and edges."""
     proc = subprocess.run(
-        [sys.executable, "-c", SHAPE, str(REPO / "dags"), str(REPO / "bench" / "dags")],
+        [sys.executable, "-c", SHAPE, str(PROJECTS), str(REPO / "bench" / "dags")],
         env=airflow_env,
         capture_output=True,
         text=True,
@@ -148,16 +191,73 @@ def test_bench_row_8s_floor_dag_keeps_dataops_dailys_shape(airflow_env: dict[str
 
 @pytest.mark.airflow
 def test_monitor_is_daily_and_its_retrain_request_schedules_training(parsed: dict) -> None:
-    dag = parsed["dags"]["monitor"]
+    dag = parsed["dags"]["credit_risk.monitor"]
     assert dag["timetable"] == "CronDataIntervalTimetable" and dag["catchup"] is True
     assert dag["retries"] >= 2 and "monitoring" in dag["tags"]
     assert set(dag["tasks"]) == {"monitor", "retrain_requested", "request_retrain"}
     # Only the task behind the short circuit emits the request; training follows it.
-    assert dag["outlets"] == {"request_retrain": ["credit_risk_retrain_request"]}
-    assert parsed["dags"]["train"]["assets"] == [
-        "credit_risk_features",
-        "credit_risk_retrain_request",
+    assert dag["outlets"] == {"request_retrain": ["credit_risk.retrain_request"]}
+    assert parsed["dags"]["credit_risk.training"]["assets"] == [
+        "credit_risk.features",
+        "credit_risk.retrain_request",
     ]
+    materialize = parsed["dags"]["credit_risk.dataops_daily"]["outlets"]
+    assert materialize == {"materialize": ["credit_risk.features"]}
+
+
+def _parse(folder: Path, env: dict[str, str]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", PARSE, str(folder), ",".join(HEAVY)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.airflow
+def test_two_projects_dags_parse_side_by_side_without_clashing(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A second project (credit_risk's DAG files copied into another project folder) gets the
+    same DAGs under its own ids, assets and tags; only each project's dags/ is parsed."""
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    shutil.copy(PROJECTS / ".airflowignore", projects / ".airflowignore")
+    for name in ("credit_risk", "second_project"):
+        shutil.copytree(DAGS, projects / name / "dags")
+        # Beside dags/, a Python file Airflow would import (it names both words) and fail on.
+        (projects / name / "src").mkdir()
+        (projects / name / "src" / "boom.py").write_text("# airflow dag\nraise SystemExit(1)\n")
+    if (PROJECTS / "churn" / "dags").is_dir():  # the repo's own second project, as it is
+        shutil.copytree(PROJECTS / "churn" / "dags", projects / "churn" / "dags")
+    parsed = _parse(projects, airflow_env)
+    assert parsed["errors"] == {} and parsed["heavy"] == []
+    names = [p.name for p in projects.iterdir() if p.is_dir()]
+    for name in names:
+        ids = {
+            f"{name}.{d}"
+            for d in ("dataops_daily", "training", "promote", "monitor", "replay_batch")
+        }
+        assert ids <= set(parsed["dags"]), (name, sorted(parsed["dags"]))
+        assert parsed["dags"][f"{name}.training"]["assets"] == [
+            f"{name}.features",
+            f"{name}.retrain_request",
+        ]
+        assert all(name in parsed["dags"][i]["tags"] for i in ids)
+    assert len(parsed["dags"]) == 5 * len(names)
+
+
+@pytest.mark.airflow
+def test_every_project_in_the_repo_parses_in_one_dagbag(parsed: dict) -> None:
+    """Every project with a dags/ folder: its five DAGs, prefixed by its name."""
+    projects = sorted(p.parent.name for p in PROJECTS.glob("*/dags") if p.is_dir())
+    assert "credit_risk" in projects
+    for name in projects:
+        assert f"{name}.dataops_daily" in parsed["dags"], name
+    assert all(d.split(".", 1)[0] in projects for d in parsed["dags"])
 
 
 @pytest.mark.airflow
@@ -172,11 +272,13 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
         "KAIZEN_RAW_ROOT": str(raw),
         "KAIZEN_LAKE_ROOT": str(lake_root),
         "KAIZEN_GX_UNCOMMITTED_DIR": str(tmp_path / "gx"),
+        # `apply` runs in the first run too: never into the project's own data/feast.
+        "KAIZEN_FEAST_DATA_DIR": str(tmp_path / "feast"),
     }
     airflow = Path(sys.executable).with_name("airflow")
     # The run whose data interval is [2026-01-02, 2026-01-03).
     proc = subprocess.run(
-        [str(airflow), "dags", "test", "dataops_daily", "2026-01-03"],
+        [str(airflow), "dags", "test", "credit_risk.dataops_daily", "2026-01-03"],
         env=env,
         capture_output=True,
         text=True,
@@ -201,7 +303,7 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
             str(airflow),
             "dags",
             "test",
-            "replay_batch",
+            "credit_risk.replay_batch",
             "--conf",
             '{"source": "orders", "ds": "2026-01-02"}',
         ],
@@ -215,9 +317,8 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
     assert lake.partitions("quarantine", "orders") == []
     # The interval's run again: now every source passes, features are published and
     # materialized, and the features asset carries the date for training to follow.
-    env["KAIZEN_FEAST_DATA_DIR"] = str(tmp_path / "feast")
     again = subprocess.run(
-        [str(airflow), "dags", "test", "dataops_daily", "2026-01-03"],
+        [str(airflow), "dags", "test", "credit_risk.dataops_daily", "2026-01-03"],
         env=env,
         capture_output=True,
         text=True,
@@ -255,7 +356,7 @@ RUN_FAILING = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from kaizen.config import Settings
-    from kaizen.orchestrate import run_once
+    from kaizen.dags.runner import run_once
     settings = Settings(_env_file=None, home=Path(sys.argv[1]), airflow_home=Path(sys.argv[2]),
                         dags_folder=Path(sys.argv[3]))
     o = run_once("fails", settings)
@@ -293,7 +394,7 @@ def test_a_stage_fails_its_task_at_once_on_bad_input_and_is_retried_otherwise() 
     which held `dags test` on its backoff while everything downstream had already failed)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from kaizen.dagkit import run_stage
+    from kaizen.dags.tasks import run_stage
     from kaizen.errors import ConfigError
 
     def bad_params() -> dict:
@@ -307,5 +408,5 @@ def test_a_stage_fails_its_task_at_once_on_bad_input_and_is_retried_otherwise() 
         run_stage(bad_params)
     with pytest.raises(ConnectionError):  # left to the task's retries
         run_stage(flaky)
-    source = (REPO / "dags" / "dataops_daily.py").read_text()
-    assert "return run_stage(stage, runtime().settings)" in source  # the apply task
+    source = (FACTORIES / "factories.py").read_text()
+    assert "return run_stage(stage, runtime(folder).settings)" in source  # the apply task

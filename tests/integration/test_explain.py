@@ -40,7 +40,7 @@ def test_every_evaluated_model_has_a_report_in_mlflow_and_the_lake(
     for ex in examples.values():
         magnitudes = [abs(d["contribution"]) for d in ex["drivers"]]
         assert len(magnitudes) == p.examples_top_k and magnitudes == sorted(magnitudes)[::-1]
-        assert ex["customer_id"] and ex["decision"] in {"approve", "review"}
+        assert ex["keys"]["customer_id"] and ex["decision"] in {"approve", "review"}
 
     run_id = json.loads((trained["model"] / "run.json").read_text())["run_id"]
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "explain")}
@@ -60,7 +60,7 @@ def test_one_row_explained_with_unseen_category_and_missing_values(
 ) -> None:
     model = serialization.load(trained["model"])
     frame = pd.read_parquet(trained["ts"])
-    inputs = model_inputs(frame)
+    inputs = model_inputs(frame, ["invoice_id", "customer_id", "event_timestamp"])
     explainer = ProbabilityExplainer(model, frame.tail(20), inputs, seed=1)
     row = frame.tail(1).copy()
     row["region"] = "atlantis"  # never seen in training

@@ -27,9 +27,10 @@ from support import REPO, STALE_ID, SmallStore
 
 from kaizen.config import Settings
 from kaizen.errors import ConfigError, InputError
-from kaizen.featurestore.online import plan_for_refs, read_features
+from kaizen.featurestore.online import read_features
+from kaizen.featurestore.plans import plan_for_refs
 from kaizen.featurestore.server import require_token
-from kaizen.platform import secrets as platform_secrets
+from kaizen.ops import secrets as platform_secrets
 from kaizen.seaweed import free_port
 
 pytestmark = pytest.mark.usefixtures("feast_environ_restored")
@@ -123,7 +124,7 @@ def test_bad_reads_are_one_line_errors(small_store: SmallStore) -> None:
 
 
 def test_first_up_generates_the_token_into_env(tmp_path: Path) -> None:
-    from kaizen.platform.components import components
+    from kaizen.ops.components import components
 
     env_file = tmp_path / ".env"
     env_file.write_text("KAIZEN_LOG_LEVEL=DEBUG\n")
@@ -136,7 +137,9 @@ def test_first_up_generates_the_token_into_env(tmp_path: Path) -> None:
     assert require_token(settings) == token
     assert platform_secrets.ensure_passwords(settings, env_file) == {}
     (server,) = [c for c in components(settings) if c.name == "feature-server"]
-    assert server.argv[1:] == ["feature-server"] and server.port == 6566
+    # Feast's server serves one project's repo: the selected one.
+    assert server.argv[1:] == ["--project", "credit_risk", "feature-server"]
+    assert server.port == 6566
     assert server.health_url == "http://127.0.0.1:6566/health"
     with pytest.raises(ConfigError, match="too short"):
         require_token(Settings(_env_file=None, home=tmp_path, feature_server_token="x" * 8))
@@ -181,9 +184,8 @@ def server(small_store: SmallStore, tmp_path_factory: pytest.TempPathFactory) ->
     env.update(
         {
             "KAIZEN_HOME": str(home),
-            "KAIZEN_FEAST_REPO": str(REPO / "feature_repo"),
-            "KAIZEN_PARAMS_FILE": str(REPO / "params.yaml"),
-            "KAIZEN_SOURCES_FILE": str(REPO / "sources.yaml"),
+            "KAIZEN_PROJECTS_DIR": str(REPO / "projects"),
+            "KAIZEN_PROJECT": "credit_risk",
             "KAIZEN_LAKE_ROOT": settings.lake_root,
             "KAIZEN_FEAST_DATA_DIR": str(settings.feast_data_dir),
             "KAIZEN_FEATURE_SERVER_PORT": str(port),

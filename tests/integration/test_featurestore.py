@@ -18,19 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from support import LABELLED_DATES, LABELLED_DAYS, REPO, make_settings
+from credit_risk.features.schema import VIEWS
+from support import LABELLED_DATES, LABELLED_DAYS, REPO, feature_names, make_settings
 
 from kaizen.config import Settings
 from kaizen.errors import BatchQuarantined, InputError
-from kaizen.featurestore.contract import feature_names
 from kaizen.featurestore.store import apply, open_store
-from kaizen.lake import Partition
+from kaizen.lake import PUBLISHED, STAGED, Partition
 from kaizen.runtime import Runtime
-from kaizen.stages.featurize import STAGED, featurize
+from kaizen.stages.featurize import featurize
 from kaizen.stages.materialize import interval_days, materialize
 from kaizen.stages.training_set import build_training_set, training_set
-from kaizen.stages.validate_features import PUBLISHED, validate_features
-from kaizen.transforms.views import VIEWS
+from kaizen.stages.validate_features import validate_features
 
 DAYS = LABELLED_DAYS
 DATES = LABELLED_DATES

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from credit_risk.simulate import Fault, simulate
 from support import small_world
 from typer.testing import CliRunner
 
@@ -14,7 +15,6 @@ from kaizen.cli import app
 from kaizen.errors import BatchQuarantined, InputError, RawFileError
 from kaizen.lake import Partition
 from kaizen.runtime import Runtime
-from kaizen.simulate import Fault, simulate
 from kaizen.stages.ingest import ingest
 
 

@@ -4,6 +4,7 @@ locust scenario as a subprocess; and the pure parts (cores, CSV figures, the che
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from test_serving import World, world  # noqa: F401  (the module-scoped register
 
 from kaizen.loadtest.runner import CoreSplit, LoadResult, breaches, read_stats, split_cores
 from kaizen.loadtest.target import pinned_api, settings_env
+from kaizen.loadtest.traffic import recent_bodies
 from kaizen.params import load_params
 from kaizen.promotion import load_gate
 from kaizen.promotion.production import judge, paired_evidence
@@ -38,12 +40,16 @@ def test_the_challenger_is_load_tested_and_a_breached_budget_is_not_promoted(
 ) -> None:
     rt = world.runtime(world.small.root / "lake")
     world.aliases(rt, world.versions[0], world.versions[1])
-    _load_params(rt, users=2, spawn_rate=2, duration_seconds=3, p99_ms=0.001, customers=50)
+    _load_params(rt, users=2, spawn_rate=2, duration_seconds=3, p99_ms=0.001, sample_requests=50)
+    bodies = recent_bodies(rt, 50, rt.params.promote.load_test.seed)
+    assert bodies and set(bodies[0]) == {"customer_id", "requested_amount"}
+    assert len({json.dumps(b, sort_keys=True) for b in bodies}) == len(bodies)
     figures = load_gate.run(rt, world.versions[1])
     assert "error" not in figures, figures
     assert figures["requests"] > 10 and figures["failures"] == 0, figures
     assert figures["p99_ms"] >= figures["p50_ms"] > 0
-    assert figures["users"] == 2 and figures["customers"] == 50
+    sampled = figures.get("sample_requests", figures.get("customers"))  # the gate's key for it
+    assert figures["users"] == 2 and sampled == len(bodies)
 
     failed = load_gate.check(figures, rt.params.promote.load_test)
     assert not failed.passed
@@ -52,7 +58,7 @@ def test_the_challenger_is_load_tested_and_a_breached_budget_is_not_promoted(
     assert load_gate.check(figures, generous).passed
 
     # Everything else passes, so the load test alone decides: not promoted.
-    promote = load_params(REPO / "params.yaml").promote
+    promote = load_params(REPO / "projects" / "credit_risk" / "params.yaml").promote
     p = promote.model_copy(
         update={
             "non_inferiority": promote.non_inferiority.model_copy(
@@ -64,7 +70,7 @@ def test_the_challenger_is_load_tested_and_a_breached_budget_is_not_promoted(
     champion, challenger = _version("1", (3.0, 0.0)), _version("2", (3.05, 0.0))
     predictions, labels = _world()
     log = _logged(predictions, champion, "served", "champion")
-    evidence, _ = paired_evidence(log, labels, champion, challenger)
+    evidence, _ = paired_evidence(log, labels, champion, challenger, "invoice_id")
     assert judge(evidence, _errors(), p, baked=True, expired=False)[0] == "promote"
     verdict, found = judge(evidence, _errors(), p, baked=True, expired=False, load=figures)
     assert verdict == "demote"
@@ -76,7 +82,7 @@ def test_the_challenger_is_load_tested_and_a_breached_budget_is_not_promoted(
 
 def test_a_version_that_cannot_be_served_fails_the_gate(world: World) -> None:  # noqa: F811
     rt = world.runtime(world.small.root / "lake")
-    _load_params(rt, duration_seconds=1, customers=10, startup_timeout_seconds=90)
+    _load_params(rt, duration_seconds=1, sample_requests=10, startup_timeout_seconds=90)
     figures = load_gate.run(rt, "999")
     assert "error" in figures and "load-test API exited" in figures["error"], figures
     assert not load_gate.check(figures, rt.params.promote.load_test).passed
@@ -96,8 +102,8 @@ def test_kaizen_loadtest_prints_the_figures_and_fails_over_budget(
     """`make loadtest`'s command against a running API, with a budget no server can meet."""
     lake = world.small.root / "lake"
     rt = world.runtime(lake)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["promote"]["load_test"].update(p99_ms=0.001, customers=50)
+    params = yaml.safe_load((REPO / "projects" / "credit_risk" / "params.yaml").read_text())
+    params["promote"]["load_test"].update(p99_ms=0.001, sample_requests=50)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     cores = split_cores()
@@ -155,14 +161,14 @@ def test_locust_figures_are_read_and_judged(tmp_path: Path) -> None:
         tmp_path,
         [
             row("GET", "/health", "5", "0", "2", "3"),
-            row("POST", "/predict", "95", "2", "40", "310"),
+            row("POST", "/credit_risk/predict", "95", "2", "40", "310"),
             row("", "Aggregated", "100", "2", "38", "300"),
         ],
-        [{"Method": "POST", "Name": "/predict", "Error": "503: features unavailable"}],
+        [{"Method": "POST", "Name": "/credit_risk/predict", "Error": "503: features unavailable"}],
     )
-    total, predict, first = read_stats(prefix)
+    total, predict, first = read_stats(prefix, "/credit_risk/predict")
     assert total["Request Count"] == "100" and predict is not None and predict["99%"] == "310"
-    assert first == "POST /predict: 503: features unavailable"
+    assert first == "POST /credit_risk/predict: 503: features unavailable"
     result = LoadResult(100, 2, 40.0, 310.0, 12.5, 4, 10, "shared", first)
     assert result.error_rate == 0.02
     problems = breaches(result, 300)
@@ -176,7 +182,7 @@ def test_params_require_the_section_and_old_records_replay_without_it(tmp_path: 
     from kaizen.errors import ConfigError
     from kaizen.params import PromoteParams
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load((REPO / "projects" / "credit_risk" / "params.yaml").read_text())
     del params["promote"]["load_test"]
     missing = tmp_path / "params.yaml"
     missing.write_text(yaml.safe_dump(params))

@@ -1,5 +1,5 @@
 """Monitoring on the labelled world: a registered champion, a prediction log built from real
-requests, and the monitor stage with its drift, late-rate, skew, alert and retrain rules."""
+requests, and the monitor stage with its drift, positive-rate, skew, alert and retrain rules."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from kaizen.lake import Partition
 from kaizen.model.metrics import score
 from kaizen.monitoring import business, drift, trigger
 from kaizen.monitoring.alerts import Breach
-from kaizen.monitoring.predictions import SCHEMA, read_predictions
+from kaizen.monitoring.predictions import log_schema, read_predictions
 from kaizen.monitoring.reference import reference_of, version_at
-from kaizen.monitoring.window import issued_invoices, offline_features, window_days
+from kaizen.monitoring.window import offline_features, window_days, window_requests
 from kaizen.params import load_params
 from kaizen.runtime import Runtime
 from kaizen.stages.monitor import monitor
@@ -98,7 +98,7 @@ def write_log(rt: Runtime, days: list[str], shift: dict[str, float] | None = Non
     """A prediction log as the serving API writes it: each invoice of `days` scored by the
     champion at its issue instant with the features Feast serves for that instant."""
     champion = version_at(rt, "champion")
-    frame = offline_features(rt, issued_invoices(rt, days))
+    frame = offline_features(rt, window_requests(rt, days), champion.feature_service)
     frame = frame.sort_values(["event_timestamp", "invoice_id"]).reset_index(drop=True)
     served = frame[champion.inputs].copy()
     for column, factor in (shift or {}).items():
@@ -129,7 +129,7 @@ def write_log(rt: Runtime, days: list[str], shift: dict[str, float] | None = Non
     root = Path(rt.settings.lake_root) / "predictions"
     for ds, rows in log.groupby(log["ts"].dt.strftime("%Y-%m-%d")):
         (root / f"ds={ds}").mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(rows, schema=log_schema(rt.project), preserve_index=False)
         pq.write_table(table, root / f"ds={ds}" / f"part-{uuid.uuid4().hex}.parquet")
     return log
 
@@ -194,7 +194,7 @@ def test_a_stable_window_does_not_drift_and_the_report_has_its_plots(
     page = report.read_text()
     assert page.startswith("<!DOCTYPE html>") and "</html>" in page
     assert page.count("data:image/png;base64,") >= 2  # drift today and over time at least
-    for plot in ('id="drift-today"', 'id="drift-trend"', 'id="late-rate"', 'id="quality"'):
+    for plot in ('id="drift-today"', 'id="drift-trend"', 'id="positive-rate"', 'id="quality"'):
         assert plot in page
     assert "no live traffic yet" in page.lower()
     # ... and the same page is in MLflow, in the monitoring experiment.
@@ -222,7 +222,7 @@ def test_a_report_without_its_plots_day_still_has_every_table_and_says_why(
     assert result.details["breaches"] == []
     page = Path(result.details["report"]).read_text()
     assert "data:image/png;base64," not in page
-    for plot in ('id="drift-today"', 'id="drift-trend"', 'id="late-rate"', 'id="quality"'):
+    for plot in ('id="drift-today"', 'id="drift-trend"', 'id="positive-rate"', 'id="quality"'):
         assert plot in page
     assert f"Plots are drawn every {every} days and on alert days" in page
     assert "<h2>Data drift</h2>" in page and "<td>" in page  # the numbers are all there
@@ -257,7 +257,8 @@ def test_a_shifted_window_drifts_alerts_once_and_requests_one_retrain(
 def test_drift_statistics_separate_a_shock_from_noise(world: Path, tmp_path: Path) -> None:
     rt = _runtime(world, tmp_path)
     reference = reference_of(rt, version_at(rt, "champion"), "champion")
-    current = offline_features(rt, issued_invoices(rt, window_days(STABLE_DS, 3)))
+    service = version_at(rt, "champion").feature_service
+    current = offline_features(rt, window_requests(rt, window_days(STABLE_DS, 3)), service)
     categorical = reference.categorical
     numeric = [c for c in reference.inputs if c not in categorical]
     p = rt.params.monitor
@@ -302,7 +303,7 @@ def test_the_drift_numbers_are_evidentlys_value_drift_report() -> None:
     )
     ref.loc[::37, "ratio"] = np.nan
     cur.loc[::11, "amount"] = np.inf
-    p = load_params(REPO / "params.yaml").monitor
+    p = load_params(REPO / "projects" / "credit_risk" / "params.yaml").monitor
     ours = drift.column_drift(ref, cur, ["amount", "ratio"], ["region"], p)
 
     frames = []
@@ -333,24 +334,26 @@ def test_the_drift_numbers_are_evidentlys_value_drift_report() -> None:
 # -- business metric -----------------------------------------------------------------------
 
 
-def test_the_late_rate_alerts_at_the_threshold(world: Path, tmp_path: Path) -> None:
+def test_the_positive_rate_alerts_at_the_threshold(world: Path, tmp_path: Path) -> None:
     rt = _runtime(world, tmp_path)
     ds = "2026-02-14"
     labels = business.final_labels(rt, ds)
-    measured = business.late_rate(labels, ds, rt.params.monitor)
+    measured = business.positive_rate(labels, ds, rt.params.monitor)
     assert measured["judged"] and measured["labels"] >= 100 and 0 < measured["rate"] < 0.2
-    at = rt.params.monitor.model_copy(update={"late_rate_alert": measured["rate"]})
-    above = rt.params.monitor.model_copy(update={"late_rate_alert": measured["rate"] + 0.001})
-    assert business.late_rate(labels, ds, at)["breach"] is True  # "reaches": >=
-    assert business.late_rate(labels, ds, above)["breach"] is False
+    at = rt.params.monitor.model_copy(update={"positive_rate_alert": measured["rate"]})
+    above = rt.params.monitor.model_copy(update={"positive_rate_alert": measured["rate"] + 0.001})
+    assert business.positive_rate(labels, ds, at)["breach"] is True  # "reaches": >=
+    assert business.positive_rate(labels, ds, above)["breach"] is False
     # Through the stage: the breach is alerted (log only: no webhook set) and is actionable.
     # Requests of mid-January now have final labels: the champion's live quality is measured.
     log = write_log(rt, LOG_DAYS)
-    _params(rt, late_rate_alert=measured["rate"], drift_share=1.0, prediction_psi_threshold=10.0)
+    _params(
+        rt, positive_rate_alert=measured["rate"], drift_share=1.0, prediction_psi_threshold=10.0
+    )
     result = monitor(ds, rt)
-    assert "late_rate" in result.details["breaches"]
-    assert "late_rate" in result.details["alerts"]
-    assert result.details["late_rate"] == measured["rate"]
+    assert "positive_rate" in result.details["breaches"]
+    assert "positive_rate" in result.details["alerts"]
+    assert result.details["positive_rate"] == measured["rate"]
     assert result.details["retrain"]["requested"] is True
     metrics = json.loads(
         rt.lake.read_attachment(Partition("monitoring", "credit_risk", ds), "metrics.json")
@@ -399,7 +402,7 @@ def test_a_breach_asks_for_a_retrain_only_once_it_persists(world: Path, tmp_path
 
 def test_at_most_one_retrain_request_per_cooldown(world: Path, tmp_path: Path) -> None:
     rt = _runtime(world, tmp_path, retrain_cooldown_days=7)
-    breach = [Breach("late_rate", "late_rate", "late", actionable=True)]
+    breach = [Breach("positive_rate", "positive_rate", "positive", actionable=True)]
 
     def ask(ds: str) -> dict:
         return trigger.decide(rt, ds, breach, window_days(ds, 3))
@@ -425,7 +428,7 @@ def test_skew_is_zero_for_identical_features_and_names_a_perturbed_one(
     write_log(rt, ["2026-01-14"])
     log = read_predictions(rt, "2026-01-14", "2026-01-14")
     assert len(log) > 30
-    same = skew(rt, log, champion.inputs, rt.params.monitor)
+    same = skew(rt, log, champion.inputs, champion.feature_service, rt.params.monitor)
     assert same["judged"] and same["max_share"] == 0.0 and not same["breach"]
     assert set(same["features"]) == set(champion.inputs)
     perturbed = log.copy()
@@ -433,7 +436,7 @@ def test_skew_is_zero_for_identical_features_and_names_a_perturbed_one(
     for row in rows[::2]:
         row["credit_limit"] = (row["credit_limit"] or 0) * 1.1 + 1
     perturbed["features"] = [json.dumps(r) for r in rows]
-    moved = skew(rt, perturbed, champion.inputs, rt.params.monitor)
+    moved = skew(rt, perturbed, champion.inputs, champion.feature_service, rt.params.monitor)
     assert moved["breach"] and moved["skewed"] == ["credit_limit"]
     assert moved["features"]["credit_limit"] == pytest.approx(0.5, abs=0.02)
     assert all(v == 0.0 for k, v in moved["features"].items() if k != "credit_limit")
@@ -442,8 +445,10 @@ def test_skew_is_zero_for_identical_features_and_names_a_perturbed_one(
 def test_the_train_dag_recognises_a_retrain_request_among_its_triggers() -> None:
     from airflow.sdk import Asset
 
-    from kaizen.dagkit import FEATURES_ASSET_NAME, RETRAIN_ASSET_NAME, triggering_events
+    from kaizen.dags.tasks import features_asset_name, retrain_asset_name, triggering_events
 
+    FEATURES_ASSET_NAME = features_asset_name("credit_risk")
+    RETRAIN_ASSET_NAME = retrain_asset_name("credit_risk")
     features, retrain = Asset(FEATURES_ASSET_NAME), Asset(RETRAIN_ASSET_NAME)
     both = {"triggering_asset_events": {features: ["f"], retrain: ["r1", "r2"]}}
     assert triggering_events(both, RETRAIN_ASSET_NAME) == ["r1", "r2"]
@@ -468,7 +473,9 @@ def test_an_unreachable_webhook_is_logged_and_never_fails_monitoring(
         alert_webhook_url=SecretStr(f"http://127.0.0.1:{port}/"),
         alert_webhook_timeout_s=0.5,
     )
-    breach = Breach("late_rate", "late_rate", "late rate 12%", actionable=True, since="2026-03-01")
+    breach = Breach(
+        "positive_rate", "positive_rate", "positive rate 12%", actionable=True, since="2026-03-01"
+    )
     sent = notify(settings, [breach], "2026-03-01", Notifier(settings))
     assert [a["delivered"] for a in sent] == [False]
     assert "not delivered to the webhook" in caplog.text
@@ -478,9 +485,8 @@ def test_an_unreachable_webhook_is_logged_and_never_fails_monitoring(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m["freshness_slo_days"].pop("customer_payments"), "freshness_slo_days"),
         (lambda m: m.update(p_value=2), "monitor.p_value"),
-        (lambda m: m.update(late_rate_alert="high"), "monitor.late_rate_alert"),
+        (lambda m: m.update(positive_rate_alert="high"), "monitor.positive_rate_alert"),
         (lambda m: m.pop("retrain_cooldown_days"), "monitor.retrain_cooldown_days: is required"),
     ],
 )
@@ -492,10 +498,35 @@ def test_a_bad_monitor_param_is_one_line_naming_the_key(
     from kaizen.errors import ConfigError
     from kaizen.params import load_params
 
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = yaml.safe_load((REPO / "projects" / "credit_risk" / "params.yaml").read_text())
     change(raw["monitor"])  # type: ignore[operator]
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=message) as err:
         load_params(path)
+    assert "\n" not in str(err.value)
+
+
+def test_every_feature_view_needs_a_freshness_slo(world: Path, tmp_path: Path) -> None:
+    """A view of the Feast repo without an SLO would go unwatched: one line naming it."""
+    from kaizen.errors import ConfigError
+    from kaizen.monitoring.freshness import freshness
+
+    rt = _runtime(world, tmp_path)
+    slo = dict(rt.params.monitor.freshness_slo_days)
+    slo.pop("customer_payments")
+    p = rt.params.monitor.model_copy(update={"freshness_slo_days": slo})
+    with pytest.raises(
+        ConfigError, match=r"freshness_slo_days must name .*missing \['customer_payments'\]"
+    ):
+        freshness(rt, STABLE_DS, p)
+
+
+def test_a_window_with_nothing_to_judge_fails_in_one_line(tmp_path: Path) -> None:
+    """No request in the window and no final label: an error, never a report on 0 rows."""
+    from kaizen.errors import InputError
+
+    rt = Runtime(make_settings(tmp_path))
+    with pytest.raises(InputError, match="nothing to judge") as err:
+        monitor("2026-01-10", rt)
     assert "\n" not in str(err.value)

@@ -23,8 +23,8 @@ import pytest
 from support import REPO
 
 from kaizen.config import Settings
-from kaizen.platform import secrets as platform_secrets
-from kaizen.platform.layout import Layout
+from kaizen.ops import secrets as platform_secrets
+from kaizen.ops.layout import Layout
 from kaizen.seaweed import free_port
 
 KAIZEN = str(Path(sys.executable).with_name("kaizen"))
@@ -60,7 +60,7 @@ def test_passwords_are_generated_once_into_env_keeping_other_lines(tmp_path: Pat
 
 
 def test_airflow_environ_has_auth_and_loopback_but_no_secret(tmp_path: Path) -> None:
-    from kaizen.orchestrate import airflow_environ
+    from kaizen.dags.runner import airflow_environ
 
     secret = "s3cr3t-" + "x" * 30
     settings = Settings(
@@ -97,8 +97,8 @@ def test_a_busy_port_is_one_line_naming_its_setting(tmp_path: Path) -> None:
     import socket
 
     from kaizen.errors import KaizenError
-    from kaizen.platform.components import components
-    from kaizen.platform.supervisor import _check_ports
+    from kaizen.ops.components import components
+    from kaizen.ops.supervisor import _check_ports
 
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
@@ -117,7 +117,7 @@ def test_feasts_temporary_metrics_dir_is_not_inherited(monkeypatch: pytest.Monke
     """`up` imports Feast, which points these at a temp dir removed when `up` exits: a task
     importing Feast under the platform then failed on the missing dir (found by
     tests/test_clients.py's DAG runs)."""
-    from kaizen.platform.supervisor import NOT_INHERITED, child_environ
+    from kaizen.ops.supervisor import NOT_INHERITED, child_environ
 
     for key in NOT_INHERITED:
         monkeypatch.setenv(key, "/tmp/feast_metrics_gone")
@@ -164,14 +164,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     env.update(
         {
             "KAIZEN_HOME": str(home),
-            "KAIZEN_DAGS_FOLDER": str(REPO / "dags"),
-            "KAIZEN_SOURCES_FILE": str(REPO / "sources.yaml"),
-            "KAIZEN_PARAMS_FILE": str(REPO / "params.yaml"),
-            "KAIZEN_RAW_ROOT": str(home / "raw"),
-            "KAIZEN_LAKE_ROOT": str(home / "lake"),
+            "KAIZEN_DAGS_FOLDER": str(REPO / "projects"),
+            "KAIZEN_RAW_ROOT": str(home / "{project}" / "raw"),
+            "KAIZEN_LAKE_ROOT": str(home / "{project}" / "lake"),
             "KAIZEN_AIRFLOW_PORT": str(free_port()),
             "KAIZEN_MLFLOW_PORT": str(free_port()),
-            "KAIZEN_FEAST_REPO": str(REPO / "feature_repo"),
+            "KAIZEN_PROJECTS_DIR": str(REPO / "projects"),
+            "KAIZEN_PROJECT": "credit_risk",
+            "KAIZEN_FEAST_DATA_DIR": str(home / "{project}" / "feast"),
             "KAIZEN_FEATURE_SERVER_PORT": str(free_port()),
             "GX_ANALYTICS_ENABLED": "false",
         }
@@ -257,10 +257,10 @@ def test_airflow_generated_login_lists_the_parsed_dag(platform: Platform) -> Non
             response = client.get(f"{platform.airflow}/api/v2/dags", headers=headers)
             assert response.status_code == 200, response.text
             dag_ids = [d["dag_id"] for d in response.json()["dags"]]
-            if "dataops_daily" in dag_ids:
+            if "credit_risk.dataops_daily" in dag_ids:
                 break
             time.sleep(1)
-    assert "dataops_daily" in dag_ids
+    assert "credit_risk.dataops_daily" in dag_ids
 
 
 @pytest.mark.services
@@ -349,7 +349,7 @@ def test_status_reports_every_component_healthy_without_secrets(platform: Platfo
 @pytest.mark.services
 @pytest.mark.slow
 def test_every_listening_socket_is_loopback_only(platform: Platform) -> None:
-    from kaizen.platform.supervisor import members
+    from kaizen.ops.supervisor import members
 
     pids = {m.proc.pid for m in members(platform.layout)}
     assert len(pids) >= 1 + len(COMPONENTS)
@@ -393,7 +393,7 @@ def test_generated_passwords_are_in_no_log_or_generated_file(platform: Platform)
 @pytest.mark.slow
 def test_down_stops_every_process_within_15s(platform: Platform) -> None:
     """Runs last: stops the session's platform and checks that nothing of it survives."""
-    from kaizen.platform.supervisor import members
+    from kaizen.ops.supervisor import members
 
     before = [m.proc for m in members(platform.layout)]
     sessions = {os.getsid(p.pid) for p in before}

@@ -25,9 +25,9 @@ from support import REPO, service_unavailable, tcp_open
 
 from kaizen.config import Settings
 from kaizen.errors import KaizenError
-from kaizen.platform import secrets as platform_secrets
-from kaizen.platform.components import components, mlflow_env
-from kaizen.platform.layout import Layout
+from kaizen.ops import secrets as platform_secrets
+from kaizen.ops.components import components, mlflow_env
+from kaizen.ops.layout import Layout
 from kaizen.seaweed import free_port, port_plan
 
 KAIZEN = str(Path(sys.executable).with_name("kaizen"))
@@ -107,7 +107,7 @@ def test_s3_credentials_are_generated_only_where_seaweedfs_is_supervised(tmp_pat
 
 
 def test_a_busy_seaweedfs_side_port_names_the_s3_port_setting(tmp_path: Path) -> None:
-    from kaizen.platform.supervisor import _check_ports
+    from kaizen.ops.supervisor import _check_ports
 
     base = _free_block(13)
     settings = _stack(tmp_path, s3_port=base)
@@ -202,10 +202,10 @@ def stack_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackPl
         {
             "KAIZEN_HOME": str(home),
             "KAIZEN_PROFILE": "stack",
-            "KAIZEN_DAGS_FOLDER": str(REPO / "dags"),
-            "KAIZEN_SOURCES_FILE": str(REPO / "sources.yaml"),
-            "KAIZEN_PARAMS_FILE": str(REPO / "params.yaml"),
-            "KAIZEN_FEAST_REPO": str(REPO / "feature_repo"),
+            "KAIZEN_DAGS_FOLDER": str(REPO / "projects"),
+            "KAIZEN_PROJECTS_DIR": str(REPO / "projects"),
+            "KAIZEN_PROJECT": "credit_risk",
+            "KAIZEN_FEAST_DATA_DIR": str(home / "{project}" / "feast"),
             "KAIZEN_AIRFLOW_PORT": str(free_port()),
             "KAIZEN_MLFLOW_PORT": str(free_port()),
             "KAIZEN_FEATURE_SERVER_PORT": str(free_port()),
@@ -338,7 +338,7 @@ def test_mlflow_server_stores_artifacts_in_seaweedfs(
 def test_stack_down_leaves_no_seaweedfs_and_every_port_was_loopback(
     stack_platform: StackPlatform,
 ) -> None:
-    from kaizen.platform.supervisor import members
+    from kaizen.ops.supervisor import members
 
     p = stack_platform
     found = members(p.layout)

@@ -19,8 +19,8 @@ from test_training import small_params
 
 from kaizen.errors import InputError
 from kaizen.featurestore.store import apply
+from kaizen.model.versions import by_alias, load
 from kaizen.promotion import ledger
-from kaizen.promotion.models import by_alias, load
 from kaizen.promotion.production import production
 from kaizen.promotion.production import replay as replay_production
 from kaizen.promotion.rollback import rollback
@@ -207,7 +207,7 @@ def test_nothing_to_judge_is_not_an_error(world: dict, tmp_path: Path) -> None:
 
 def test_a_replayed_day_is_scored_by_the_champion_and_logged_as_live(world: dict) -> None:
     from kaizen.serving.predictions import read_predictions
-    from kaizen.serving.traffic import invoices_issued, replay_day
+    from kaizen.serving.traffic import replay_day, requests_of_day
     from kaizen.stages.materialize import materialize
 
     rt, (v1, _, _) = world["rt"], world["versions"]
@@ -216,7 +216,7 @@ def test_a_replayed_day_is_scored_by_the_champion_and_logged_as_live(world: dict
     champion = by_alias(rt, rt.params.promote.champion_alias)
     materialize("2026-02-07", "2026-02-09", rt)  # what the store held while 02-10 was live
     report = replay_day(rt, "2026-02-10")
-    issued = invoices_issued(rt, "2026-02-10")
+    issued = requests_of_day(rt, "2026-02-10")
     assert report.requests == len(issued) > 0 and report.failed == 0
     assert report.served == {champion: len(issued)}
     logged = read_predictions(rt, "2026-02-10", "2026-02-10")
@@ -224,5 +224,5 @@ def test_a_replayed_day_is_scored_by_the_champion_and_logged_as_live(world: dict
     assert sorted(served["invoice_id"]) == sorted(issued["invoice_id"].astype(str))
     assert (served["ts"].dt.date.astype(str) == "2026-02-10").all()
     assert served["fresh"].mean() > 0.9  # the day before's features, within their TTL
-    with pytest.raises(InputError, match="no silver payments for 2030-01-01"):
+    with pytest.raises(InputError, match="no requests on 2030-01-01 from the traffic sampler"):
         replay_day(rt, "2030-01-01")

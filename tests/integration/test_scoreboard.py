@@ -13,20 +13,21 @@ import pytest
 from kaizen.errors import ConfigError
 from kaizen.scoreboard import board
 from kaizen.scoreboard.loop import Day
-from kaizen.scoreboard.scenario import Scenario, runtime, scenario
+from kaizen.scoreboard.scenario import ROW_ID, Scenario, runtime, scenario
 
 REPO = Path(__file__).resolve().parents[2]
+PROJECT = REPO / "projects" / "credit_risk"
+PARAMS = PROJECT / "params.yaml"
 SMALL = {"days": 60, "shock_day": 30, "history_days": 20, "bad_days": ["10:orders:nulls"]}
 
 
 def test_scenario_puts_history_before_day_one_and_the_shock_on_its_day(tmp_path: Path) -> None:
-    s = scenario(REPO / "params.yaml", tmp_path, SMALL)
-    first = s.params.simulate.start + dt.timedelta(days=20)
-    assert s.ds(1) == first.isoformat()
-    assert s.params.simulate.days == 80 and len(s.history) == 20 and s.history[-1] < s.ds(1)
-    assert (
-        s.params.simulate.shock_date == first + dt.timedelta(days=29) == s.start + dt.timedelta(29)
-    )
+    s = scenario(PARAMS, tmp_path, SMALL)
+    first = s.world_start + dt.timedelta(days=20)
+    assert s.ds(1) == first.isoformat() == s.start.isoformat()
+    assert len(s.dates) == 60 and len(s.history) == 20 and s.history[-1] < s.ds(1)
+    assert s.history[0] == s.world_start.isoformat()
+    assert s.shock_ds == (first + dt.timedelta(days=29)).isoformat()
     [fault] = s.faults()
     assert (fault.ds, fault.source, fault.kind) == (s.ds(10), "orders", "nulls")
     assert (tmp_path / "params.yaml").exists()  # the run records what it ran with
@@ -46,9 +47,13 @@ def test_scenario_puts_history_before_day_one_and_the_shock_on_its_day(tmp_path:
 
 def test_a_bad_override_is_one_line_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"scoreboard.*bad_days"):
-        scenario(REPO / "params.yaml", tmp_path, {**SMALL, "bad_days": ["61:orders:nulls"]})
+        scenario(
+            PARAMS,
+            tmp_path,
+            {**SMALL, "bad_days": ["61:orders:nulls"]},
+        )
     with pytest.raises(ConfigError, match="shock_day"):
-        scenario(REPO / "params.yaml", tmp_path, {**SMALL, "shock_day": 60})
+        scenario(PARAMS, tmp_path, {**SMALL, "shock_day": 60})
 
 
 def _journal(s: Scenario) -> list[Day]:
@@ -76,7 +81,7 @@ def _invoices(s: Scenario) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     signal = label + rng.normal(0, 1.0, n)  # the oracle sees the signal well ...
     frame = pd.DataFrame(
         {
-            "invoice_id": [str(i) for i in range(n)],
+            ROW_ID: [str(i) for i in range(n)],
             "event_timestamp": ts,
             "label": label,
             "signal": signal,
@@ -84,18 +89,18 @@ def _invoices(s: Scenario) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     )
     served = pd.DataFrame(  # ... the served model less well
         {
-            "invoice_id": frame["invoice_id"],
+            ROW_ID: frame[ROW_ID],
             "model_version": "2",
             "probability": label + rng.normal(0, 2.0, n),
         }
     )
-    oracle = pd.DataFrame({"invoice_id": frame["invoice_id"], "oracle": signal})
+    oracle = pd.DataFrame({ROW_ID: frame[ROW_ID], "oracle": signal})
     return frame, served, oracle
 
 
 def test_the_board_counts_what_the_journal_says(tmp_path: Path) -> None:
-    s = scenario(REPO / "params.yaml", tmp_path, SMALL)
-    rt = runtime(s, REPO)
+    s = scenario(PARAMS, tmp_path, SMALL)
+    rt = runtime(s, REPO, PROJECT)
     frame, served, oracle = _invoices(s)
     models = {  # v2 is worse than v1 in hindsight: a worse promotion
         "1": SimpleNamespace(score=lambda f: f["signal"].to_numpy()),
@@ -124,14 +129,14 @@ def test_the_board_counts_what_the_journal_says(tmp_path: Path) -> None:
 def test_the_oracle_scores_the_same_fitted_in_one_process_or_two(tmp_path: Path) -> None:
     from kaizen.scoreboard import oracle
 
-    s = scenario(REPO / "params.yaml", tmp_path, SMALL)
-    rt = runtime(s, REPO)
+    s = scenario(PARAMS, tmp_path, SMALL)
+    rt = runtime(s, REPO, PROJECT)
     rng = np.random.default_rng(7)
     n = 30 * 60
     risk = rng.normal(0, 1, n)
     frame = pd.DataFrame(
         {
-            "invoice_id": [str(i) for i in range(n)],
+            ROW_ID: [str(i) for i in range(n)],
             "customer_id": [str(i % 300) for i in range(n)],
             "event_timestamp": pd.to_datetime(
                 [f"{s.ds(1 + i // 60)}T12:00:00Z" for i in range(n)], utc=True
@@ -145,9 +150,7 @@ def test_the_oracle_scores_the_same_fitted_in_one_process_or_two(tmp_path: Path)
     days = [s.ds(d) for d in (26, 27, 28)]
 
     one, two = (oracle.oracle_scores(rt, frame, days, 1, jobs, progress=id) for jobs in (1, 2))
-    assert len(one) == 3 * 60 and set(one["invoice_id"]) == set(
-        frame["invoice_id"][25 * 60 : 28 * 60]
-    )
+    assert len(one) == 3 * 60 and set(one[ROW_ID]) == set(frame[ROW_ID][25 * 60 : 28 * 60])
     pd.testing.assert_frame_equal(one, two)
 
 
@@ -165,14 +168,19 @@ def test_the_pipelined_history_backfill_leaves_the_lake_a_single_process_leaves(
 ) -> None:
     from kaizen.featurestore.store import apply
     from kaizen.scoreboard import loop
-    from kaizen.simulate import simulate
 
     lakes = {}
     for jobs in (1, 2):
-        world = {**SMALL, "history_days": 5, "customers": 150, "history_jobs": jobs}
-        s = scenario(REPO / "params.yaml", tmp_path / f"jobs{jobs}", world)
-        rt = runtime(s, REPO)
-        simulate(s.params.simulate, rt.settings.raw_root, dates=s.history)
+        world = {**SMALL, "history_days": 5, "world": {"customers": 150}, "history_jobs": jobs}
+        s = scenario(PARAMS, tmp_path / f"jobs{jobs}", world)
+        rt = runtime(s, REPO, PROJECT)
+        rt.project.hook("generator")(
+            rt.project_params,
+            rt.settings.raw_root,
+            start=s.world_start,
+            days=len(s.history),
+            **s.board.world,
+        )
         apply(rt.settings)
         seen: list[str] = []
         loop.backfill_dataops(rt, s, progress=seen.append)

@@ -34,12 +34,15 @@ from kaizen.featurestore.online import read_features
 from kaizen.runtime import Runtime
 from kaizen.seaweed import free_port
 from kaizen.serving.app import build_app, build_predictor
-from kaizen.serving.predictions import COLUMNS, read_predictions
+from kaizen.serving.predictions import log_columns, read_predictions
 from kaizen.serving.routing import canary_bucket, route
 
 pytestmark = pytest.mark.usefixtures("feast_environ_restored")
 SERVICE = "credit_risk_v1"
 MODEL = "credit_risk"
+PROJECT = "credit_risk"
+PREDICT, BATCH = f"/{PROJECT}/predict", f"/{PROJECT}/predict/batch"
+EXPLAIN, METADATA = f"/{PROJECT}/explain", f"/{PROJECT}/metadata"
 TOKEN = "test-token-" + "x" * 24
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MISSING_ID = 424_242
@@ -65,7 +68,7 @@ def online_rows(store: Any, ids: list[int], amounts: list[float]) -> list[dict[s
     return [{**e.values, "requested_amount": e.request["requested_amount"]} for e in entities]
 
 
-def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
+def register_version(rt: Runtime, frame: pd.DataFrame, seed: int, model_name: str = MODEL) -> str:
     """Train a small model of the production pipeline and register it as `register` does."""
     import mlflow
     import skops.io
@@ -82,7 +85,7 @@ def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
     rng = np.random.default_rng(seed)
     risk = frame["late_ratio_180d"].fillna(0) * 3 + frame["requested_to_credit_limit"].fillna(1)
     label = (risk + rng.normal(0, 0.7, len(frame)) > np.quantile(risk, 0.7)).astype(int)
-    inputs = model_inputs(frame)
+    inputs = model_inputs(frame, [])  # the frame holds no keys
     train = rt.params.train.model_copy(
         update={"max_iter": 15 + seed, "min_samples_leaf": 10, "calibration_folds": 2}
     )
@@ -99,7 +102,7 @@ def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
             serialization_format="skops",
             skops_trusted_types=audited_trusted_types(skops.io.dumps(model)),
             pip_requirements=pip_requirements(),
-            registered_model_name=MODEL,
+            registered_model_name=model_name,
         )
         log_background(frame[inputs.all].head(30))  # as `evaluate` logs it, for /explain
         (Path(tmp) / "model.onnx").write_bytes(onnx.serialized)
@@ -108,14 +111,15 @@ def register_version(rt: Runtime, frame: pd.DataFrame, seed: int) -> str:
     client = MlflowClient()
     tags = {"feature_service": SERVICE, "feature_service_version": "1", "holdout": '{"rows":1}'}
     for key, value in tags.items():
-        client.set_model_version_tag(MODEL, number, f"kaizen.{key}", value)
-    client.set_model_version_tag(MODEL, number, ONNX_TAG, f"{ONNX_DIR}/model.onnx")
+        client.set_model_version_tag(model_name, number, f"kaizen.{key}", value)
+    client.set_model_version_tag(model_name, number, ONNX_TAG, f"{ONNX_DIR}/model.onnx")
     return number
 
 
 class World:
     def __init__(self, small: SmallStore, home: Path, versions: list[str]):
         self.small, self.home, self.versions = small, home, versions
+        self.frame = pd.DataFrame()  # the feature rows the versions were trained on
 
     def runtime(self, lake: Path, **serve: Any) -> Runtime:
         production = serve.pop("production", {})
@@ -138,9 +142,9 @@ class World:
         registry = client(rt)
         for alias, number in (("champion", champion), ("challenger", challenger)):
             if number is None:
-                registry.delete_registered_model_alias(MODEL, alias)
+                registry.delete_registered_model_alias(rt.model_name, alias)
             else:
-                registry.set_registered_model_alias(MODEL, alias, number)
+                registry.set_registered_model_alias(rt.model_name, alias, number)
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +158,7 @@ def world(small_store: SmallStore, tmp_path_factory: pytest.TempPathFactory) -> 
     numeric = frame.select_dtypes("number").columns
     frame[numeric] = frame[numeric].fillna(0.0)  # a column all-NaN in a fold breaks binning
     w = World(small_store, home, [])
+    w.frame = frame
     rt = w.runtime(home / "lake")
     w.versions = [register_version(rt, frame, 1), register_version(rt, frame, 7)]
     return w
@@ -181,15 +186,18 @@ def api(world: World, lake: Path) -> Iterator[TestClient]:
 def test_every_route_but_health_needs_the_token(api: TestClient) -> None:
     body = {"customer_id": 5, "requested_amount": 100.0}
     wrong = [{}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"}]
-    routes = [("POST", "/predict"), ("POST", "/predict/batch"), ("GET", "/metadata")]
-    routes += [("GET", "/metrics"), ("GET", "/docs"), ("GET", "/nope")]
+    routes = [("POST", PREDICT), ("POST", BATCH), ("GET", METADATA)]
+    routes += [("POST", EXPLAIN), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/nope")]
+    routes += [("GET", "/nope/health"), ("POST", "/nope/predict")]
     for method, path in routes:
         for headers in wrong:
             response = api.request(method, path, headers=headers, json=body)
             assert response.status_code == 401, (method, path, headers)
             assert response.content == b'{"detail":"Unauthorized"}'
     health = api.get("/health")
-    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "projects": {PROJECT: "ok"}}
+    assert api.get(f"/{PROJECT}/health").json() == {"status": "ok"}
 
 
 @pytest.mark.parametrize(
@@ -211,7 +219,7 @@ def test_every_route_but_health_needs_the_token(api: TestClient) -> None:
     ],
 )
 def test_bad_input_is_a_one_line_422(api: TestClient, body: dict, message: str) -> None:
-    response = api.post("/predict", headers=AUTH, json=body)
+    response = api.post(PREDICT, headers=AUTH, json=body)
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert message in detail and "\n" not in detail
@@ -219,28 +227,24 @@ def test_bad_input_is_a_one_line_422(api: TestClient, body: dict, message: str) 
 
 def test_bad_batches_are_422(api: TestClient) -> None:
     too_many = {"requests": [{"customer_id": 5, "requested_amount": 1.0}] * 501}
-    response = api.post("/predict/batch", headers=AUTH, json=too_many)
+    response = api.post(BATCH, headers=AUTH, json=too_many)
     assert response.status_code == 422 and "at most 500 rows" in response.json()["detail"]
-    assert api.post("/predict/batch", headers=AUTH, json={"requests": []}).status_code == 422
-    broken = api.post(
-        "/predict", headers={**AUTH, "content-type": "application/json"}, content=b"{"
-    )
+    assert api.post(BATCH, headers=AUTH, json={"requests": []}).status_code == 422
+    broken = api.post(PREDICT, headers={**AUTH, "content-type": "application/json"}, content=b"{")
     assert broken.status_code == 422 and "\n" not in broken.json()["detail"]
 
 
 def test_predict_and_batch_give_the_registered_models_scores(api: TestClient, world: World) -> None:
-    from kaizen.promotion.models import load
+    from kaizen.model.versions import load
 
     ids, amounts = [5, 17, 33, STALE_ID, MISSING_ID], [500.0, 80.5, 2500.0, 500.0, 120.0]
     single = []
     for i, a in zip(ids, amounts, strict=True):
-        response = api.post(
-            "/predict", headers=AUTH, json={"customer_id": i, "requested_amount": a}
-        )
+        response = api.post(PREDICT, headers=AUTH, json={"customer_id": i, "requested_amount": a})
         assert response.status_code == 200, response.text
         single.append(response.json())
     batch = api.post(
-        "/predict/batch",
+        BATCH,
         headers=AUTH,
         json={
             "requests": [
@@ -256,9 +260,10 @@ def test_predict_and_batch_give_the_registered_models_scores(api: TestClient, wo
     assert [r["probability"] for r in single] == pytest.approx(expected.tolist(), abs=1e-12)
     assert [r["probability"] for r in batched] == pytest.approx(expected.tolist(), abs=1e-12)
     threshold = rt.params.serve.decision_threshold
+    below, at_or_above = rt.params.serve.decisions
     for r in single:
         assert r["model_version"] == world.versions[0] and r["alias"] == "champion"
-        assert r["decision"] == ("review" if r["probability"] >= threshold else "approve")
+        assert r["decision"] == (at_or_above if r["probability"] >= threshold else below)
     assert single[0]["feature_freshness"] == {"fresh": True, "stale_views": [], "missing_views": []}
     assert single[3]["feature_freshness"]["stale_views"] == ["customer_activity"]
     assert single[3]["feature_freshness"]["fresh"] is False
@@ -267,7 +272,7 @@ def test_predict_and_batch_give_the_registered_models_scores(api: TestClient, wo
 
 
 def test_the_onnx_form_serves_the_registered_scores(world: World, lake: Path) -> None:
-    from kaizen.promotion.models import load
+    from kaizen.model.versions import load
 
     rt = world.runtime(lake, model_format="onnx")
     world.aliases(rt, world.versions[0])
@@ -276,8 +281,8 @@ def test_the_onnx_form_serves_the_registered_scores(world: World, lake: Path) ->
         {"customer_id": i, "requested_amount": a} for i, a in zip(ids, amounts, strict=True)
     ]
     with client_for(world, rt) as api:
-        batch = api.post("/predict/batch", headers=AUTH, json={"requests": requests})
-        meta = api.get("/metadata", headers=AUTH).json()
+        batch = api.post(BATCH, headers=AUTH, json={"requests": requests})
+        meta = api.get(METADATA, headers=AUTH).json()
     assert batch.status_code == 200, batch.text
     assert meta["champion"]["form"] == "onnx"
     expected = load(rt, world.versions[0]).score(
@@ -328,8 +333,8 @@ def test_canary_sends_a_stable_share_of_customers_to_the_challenger(
     ids = list(range(1, 201))
     with client_for(world, rt) as api:
         body = {"requests": [{"customer_id": i, "requested_amount": 100.0} for i in ids]}
-        first = api.post("/predict/batch", headers=AUTH, json=body).json()["results"]
-        again = api.post("/predict/batch", headers=AUTH, json=body).json()["results"]
+        first = api.post(BATCH, headers=AUTH, json=body).json()["results"]
+        again = api.post(BATCH, headers=AUTH, json=body).json()["results"]
     assert [r["alias"] for r in first] == [r["alias"] for r in again]
     for i, r in zip(ids, first, strict=True):
         to_challenger = canary_bucket(i, salt) < 0.3
@@ -346,7 +351,7 @@ def test_shadow_logs_two_rows_per_request_and_they_read_back(world: World, lake:
     world.aliases(rt, world.versions[0], world.versions[1])
     with client_for(world, rt) as api:
         answer = api.post(
-            "/predict",
+            PREDICT,
             headers=AUTH,
             json={
                 "customer_id": 5,
@@ -355,9 +360,7 @@ def test_shadow_logs_two_rows_per_request_and_they_read_back(world: World, lake:
                 "request_id": "req-1",
             },
         ).json()
-        api.post(
-            "/predict", headers=AUTH, json={"customer_id": MISSING_ID, "requested_amount": 9.5}
-        )
+        api.post(PREDICT, headers=AUTH, json={"customer_id": MISSING_ID, "requested_amount": 9.5})
     # Leaving the client shuts the app down: the log is flushed.
     assert answer["alias"] == "champion" and answer["request_id"] == "req-1"
     files = sorted((lake / "predictions").rglob("*"))
@@ -366,7 +369,11 @@ def test_shadow_logs_two_rows_per_request_and_they_read_back(world: World, lake:
     today = dt.datetime.now(dt.UTC).date().isoformat()
     assert {f.parent.name for f in parts} == {f"ds={today}"}
     logged = read_predictions(rt, start_ds=today, end_ds=today)
-    assert list(logged.columns) == COLUMNS and len(logged) == 4
+    assert list(logged.columns) == log_columns(rt.project) and len(logged) == 4
+    assert list(logged.columns)[:5] == [
+        "request_id", "ts", "customer_id", "invoice_id", "requested_amount"
+    ]  # fmt: skip
+    assert logged["requested_amount"].dtype == "float64"
     one = logged[logged["request_id"] == "req-1"].set_index("role")
     assert sorted(one.index) == ["served", "shadow"]
     assert one.loc["served", "probability"] == pytest.approx(answer["probability"])
@@ -401,7 +408,7 @@ def test_a_full_log_queue_drops_rows_and_never_fails_a_request(world: World, lak
     with client_for(world, rt, writer=stuck_writer) as api:
         for i in range(1, 21):
             response = api.post(
-                "/predict", headers=AUTH, json={"customer_id": i, "requested_amount": 10.0}
+                PREDICT, headers=AUTH, json={"customer_id": i, "requested_amount": 10.0}
             )
             assert response.status_code == 200
         metrics = api.get("/metrics", headers=AUTH).text
@@ -409,7 +416,7 @@ def test_a_full_log_queue_drops_rows_and_never_fails_a_request(world: World, lak
     dropped = next(
         float(line.split()[-1])
         for line in metrics.splitlines()
-        if line.startswith("kaizen_prediction_log_dropped_total ")
+        if line.startswith(f'kaizen_prediction_log_dropped_total{{project="{PROJECT}"}} ')
     )
     assert dropped >= 15
 
@@ -421,10 +428,11 @@ def test_no_champion_and_a_broken_store_are_clear_503s(
     rt = world.runtime(lake, online_read=online_read)
     world.aliases(rt, None)
     with client_for(world, rt) as api:
-        assert api.get("/health").status_code == 503
-        response = api.post(
-            "/predict", headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0}
-        )
+        health = api.get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == f"no champion loaded for {PROJECT}"
+        assert api.get(f"/{PROJECT}/health").status_code == 503
+        response = api.post(PREDICT, headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0})
         assert (
             response.status_code == 503
             and "no model is loaded under the alias 'champion'" in response.json()["detail"]
@@ -441,9 +449,7 @@ def test_no_champion_and_a_broken_store_are_clear_503s(
     predictor = build_predictor(rt, store=world.small.store())
     predictor.refresher.refresh()
     with TestClient(build_app(predictor, TOKEN)) as api:
-        response = api.post(
-            "/predict", headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0}
-        )
+        response = api.post(PREDICT, headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0})
         assert response.status_code == 503
         assert "online features unavailable (ConnectionError" in response.json()["detail"]
     logged = read_predictions(rt)
@@ -455,9 +461,9 @@ def test_metadata_and_metrics(world: World, lake: Path) -> None:
     rt = world.runtime(lake, production={"mode": "shadow"})
     world.aliases(rt, world.versions[0], world.versions[1])
     with client_for(world, rt) as api:
-        api.post("/predict", headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0})
-        api.post("/predict", headers=AUTH, json={"customer_id": 5})
-        meta = api.get("/metadata", headers=AUTH).json()
+        api.post(PREDICT, headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0})
+        api.post(PREDICT, headers=AUTH, json={"customer_id": 5})
+        meta = api.get(METADATA, headers=AUTH).json()
         text = api.get("/metrics", headers=AUTH).text
     assert meta["champion"]["version"] == world.versions[0]
     assert meta["challenger"]["version"] == world.versions[1]
@@ -465,13 +471,22 @@ def test_metadata_and_metrics(world: World, lake: Path) -> None:
     assert meta["champion"]["manifest"]["feature_service"] == SERVICE
     assert meta["routing"] == {"mode": "shadow", "canary_share": 0.1, "active": True}
     assert "kaizen_prediction_latency_seconds_bucket" in text
+    assert meta["project"] == PROJECT and meta["model_name"] == MODEL
+    assert meta["request"] == {
+        "join_keys": ["customer_id"],
+        "fields": ["requested_amount"],
+        "row_id": "invoice_id",
+    }
     v1, v2 = world.versions
     assert 'kaizen_predictions_total{alias="champion",decision=' in text
+    labels = f'project="{PROJECT}"'
     assert (
-        f'model_version="{v1}",role="served"' in text
-        and f'model_version="{v2}",role="shadow"' in text
+        f'model_version="{v1}",{labels},role="served"' in text
+        and f'model_version="{v2}",{labels},role="shadow"' in text
     )
-    assert 'kaizen_prediction_errors_total{reason="invalid_request"} 1.0' in text
+    assert f'kaizen_prediction_errors_total{{{labels},reason="invalid_request"}} 1.0' in text
+    samples = [line for line in text.splitlines() if line.startswith("kaizen")]
+    assert samples and all(labels in line for line in samples)  # every family, by project
 
 
 def test_the_explainer_warm_up_is_a_gauge_a_scraper_and_the_bench_can_wait_for(
@@ -486,34 +501,37 @@ def test_the_explainer_warm_up_is_a_gauge_a_scraper_and_the_bench_can_wait_for(
         return next(
             line
             for line in m.render().decode().splitlines()
-            if line.startswith("kaizen_explainer_warm ")
-        )
+            if line.startswith(f'kaizen_explainer_warm{{project="{PROJECT}"}} ')
+        ).split()[-1]
 
     calls: list[int] = []
     monkeypatch.setattr(explain, "warm_up", lambda: calls.append(1))
     metrics = ServingMetrics()
-    assert gauge(metrics) == "kaizen_explainer_warm 0.0"  # not warm before it ran
+    metrics.for_project(PROJECT)
+    assert gauge(metrics) == "0.0"  # not warm before it ran
     _warm_explainer(metrics)
-    assert calls == [1] and gauge(metrics) == "kaizen_explainer_warm 1.0"
+    assert calls == [1] and gauge(metrics) == "1.0"
 
     def broken() -> None:
         raise ImportError("no shap here")
 
     monkeypatch.setattr(explain, "warm_up", broken)
     failed = ServingMetrics()
+    failed.for_project(PROJECT)
     _warm_explainer(failed)  # logged, never raised: /explain compiles on first use instead
-    assert gauge(failed) == "kaizen_explainer_warm -1.0"
+    assert gauge(failed) == "-1.0"
 
 
 def test_serve_params_and_the_platform_component(tmp_path: Path) -> None:
+    from kaizen.ops.components import components
+    from kaizen.ops.health import _judge
     from kaizen.params import ServeParams
-    from kaizen.platform.components import components
-    from kaizen.platform.health import _judge
 
     with pytest.raises(ValueError, match="log_flush_rows"):
         ServeParams.model_validate(
             {
                 "decision_threshold": 0.2,
+                "decisions": ["approve", "review"],
                 "freshness_policy": "refuse",
                 "alias_refresh_seconds": 5,
                 "canary_salt": "s",
@@ -536,7 +554,7 @@ def test_serve_params_and_the_platform_component(tmp_path: Path) -> None:
 
 
 def test_without_a_token_kaizen_serve_refuses_to_start(tmp_path: Path) -> None:
-    from kaizen.serving.auth import require_token
+    from kaizen.serving.server import require_token
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIZEN_")}
     port = free_port()
@@ -595,7 +613,7 @@ def test_flipping_the_champion_under_traffic_fails_no_request(
                 n += 1
                 body = {"customer_id": 1 + (worker * 37 + n) % 200, "requested_amount": 250.0}
                 try:
-                    response = http.post("/predict", json=body)
+                    response = http.post(PREDICT, json=body)
                 except httpx.HTTPError as exc:
                     with lock:
                         failures.append(repr(exc))
@@ -652,14 +670,14 @@ def test_explain_gives_the_drivers_of_the_prediction_that_would_be_served(
     challenger_id = next(i for i in range(1, 201) if canary_bucket(i, salt) < 0.3)
     with client_for(world, rt) as api:
         body = {"customer_id": champion_id, "requested_amount": 700.0}
-        assert api.post("/explain", json=body).status_code == 401
+        assert api.post(EXPLAIN, json=body).status_code == 401
         served = {champion_id: world.versions[0], challenger_id: world.versions[1]}
         for customer in (champion_id, challenger_id, MISSING_ID):
             body = {"customer_id": customer, "requested_amount": 700.0}
-            predicted = api.post("/predict", headers=AUTH, json=body).json()
+            predicted = api.post(PREDICT, headers=AUTH, json=body).json()
             started = time.perf_counter()
-            response = api.post("/explain", headers=AUTH, json={**body, "top_k": 100})
-            print(f"/explain {1000 * (time.perf_counter() - started):.0f} ms")
+            response = api.post(EXPLAIN, headers=AUTH, json={**body, "top_k": 100})
+            print(f"{EXPLAIN} {1000 * (time.perf_counter() - started):.0f} ms")
             assert response.status_code == 200, response.text
             out = response.json()
             assert out["model_version"] == predicted["model_version"]
@@ -672,11 +690,11 @@ def test_explain_gives_the_drivers_of_the_prediction_that_would_be_served(
                 abs=len(contributions) * 1e-6,  # each rounded to 1e-6
             )
             assert [abs(c) for c in contributions] == sorted(map(abs, contributions))[::-1]
-        top = api.post("/explain", headers=AUTH, json={**body, "top_k": 3}).json()
+        top = api.post(EXPLAIN, headers=AUTH, json={**body, "top_k": 3}).json()
         assert top["contributions"] == out["contributions"][:3]
-        default = api.post("/explain", headers=AUTH, json=body).json()
+        default = api.post(EXPLAIN, headers=AUTH, json=body).json()
         assert len(default["contributions"]) == rt.params.explain.api_top_k
-        bad = api.post("/explain", headers=AUTH, json={**body, "top_k": 0})
+        bad = api.post(EXPLAIN, headers=AUTH, json={**body, "top_k": 0})
         assert bad.status_code == 422 and bad.json()["detail"].startswith("top_k:")
 
 
@@ -733,8 +751,8 @@ def test_redis_down_answers_503_within_the_timeout_and_recovers(
     import time
 
     from kaizen.featurestore.store import apply, open_store
+    from kaizen.lake import PUBLISHED
     from kaizen.stages.materialize import materialize
-    from kaizen.stages.validate_features import PUBLISHED
 
     port = free_port()
     redis_proc = _start_redis(port, tmp_path / "redis")
@@ -761,13 +779,13 @@ def test_redis_down_answers_503_within_the_timeout_and_recovers(
         body = {"customer_id": 5, "requested_amount": 100.0}
         auth = {"Authorization": f"Bearer {TOKEN}"}
         with TestClient(build_app(predictor, TOKEN)) as client:
-            before = client.post("/predict", json=body, headers=auth)
+            before = client.post(PREDICT, json=body, headers=auth)
             assert before.status_code == 200, before.text
 
             redis_proc.send_signal(signal.SIGKILL)
             redis_proc.wait()
             started = time.monotonic()
-            down = client.post("/predict", json=body, headers=auth)
+            down = client.post(PREDICT, json=body, headers=auth)
             took = time.monotonic() - started
             assert down.status_code == 503, down.text
             assert "online features unavailable" in down.json()["detail"]
@@ -776,7 +794,7 @@ def test_redis_down_answers_503_within_the_timeout_and_recovers(
             redis_proc = _start_redis(port, tmp_path / "redis")  # the same data (AOF)
             again = None
             for _ in range(20):  # the client reconnects on its next call
-                again = client.post("/predict", json=body, headers=auth)
+                again = client.post(PREDICT, json=body, headers=auth)
                 if again.status_code == 200:
                     break
                 time.sleep(0.2)
@@ -785,3 +803,176 @@ def test_redis_down_answers_503_within_the_timeout_and_recovers(
     finally:
         redis_proc.kill()
         redis_proc.wait()
+
+
+# -- several projects in one process, the request model, a replayed day ------------------------
+
+
+def copy_project(dest_root: Path, name: str) -> Path:
+    """projects/credit_risk under another name (kaizen.yaml, its model, its Feast project)."""
+    import re
+    import shutil
+
+    folder = dest_root / name
+    ignore = shutil.ignore_patterns("data", "__pycache__", ".airflow", "uncommitted")
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "projects" / PROJECT, folder, ignore=ignore
+    )
+    declaration = folder / "kaizen.yaml"
+    text = re.sub(r"(?m)^name: credit_risk$", f"name: {name}", declaration.read_text())
+    text = re.sub(r"(?m)^(  (?:name|experiment)): credit_risk$", rf"\1: {name}", text)
+    declaration.write_text(text)
+    repo = folder / "feature_repo" / "feature_store.yaml"
+    repo.write_text(re.sub(r"(?m)^project: .*$", f"project: {name}", repo.read_text()))
+    return folder
+
+
+def test_the_request_model_is_the_projects_and_must_match_its_feature_service(
+    world: World,
+) -> None:
+    from types import SimpleNamespace
+
+    from kaizen.serving.schemas import request_model
+
+    rt = world.runtime(world.home / "lake")
+    models = request_model(rt.project, rt.schema.service(SERVICE), ["customer_id"])
+    assert models is request_model(rt.project, rt.schema.service(SERVICE), ["customer_id"])
+    assert sorted(models.predict.model_fields) == [
+        "customer_id", "invoice_id", "request_id", "requested_amount"
+    ]  # fmt: skip
+    for bad in ({"customer_id": 2**63, "requested_amount": 1.0}, {"customer_id": 1,
+                "requested_amount": float("nan")}):  # fmt: skip
+        with pytest.raises(ValueError):
+            models.predict(**bad)
+    undeclared = SimpleNamespace(
+        name="svc", request_fields={"requested_amount": "float64", "x": "float64"}
+    )
+    with pytest.raises(
+        ConfigError, match=r"kaizen.yaml: request.fields: .*needs the request fields \['x'\]"
+    ):
+        request_model(rt.project, undeclared)
+    unused = SimpleNamespace(name="svc", request_fields={})
+    with pytest.raises(
+        ConfigError, match=r"request.fields: \['requested_amount'\] are declared but"
+    ):
+        request_model(rt.project, unused)
+    with pytest.raises(ConfigError, match=r"entity.join_keys: .*'store_id'"):
+        request_model(rt.project, rt.schema.service(SERVICE), ["customer_id", "store_id"])
+
+
+def test_one_process_serves_two_projects_each_with_its_own_model(
+    world: World, tmp_path: Path
+) -> None:
+    from kaizen.model.versions import load
+
+    other = "credit_risk_b"
+    folder = copy_project(tmp_path / "projects", other)
+    first = world.runtime(tmp_path / "lake_a")
+    settings = world.small.settings.model_copy(update={"runtime_dir": world.home / "runtime"})
+    given = {k: getattr(settings, k) for k in ("home", "feast_data_dir", "gx_uncommitted_dir")}
+    second = Runtime(
+        Settings(
+            _env_file=None,
+            **given,
+            project=str(folder),
+            runtime_dir=world.home / "runtime",
+            raw_root=str(tmp_path / "raw_b"),
+            lake_root=str(tmp_path / "lake_b"),
+        )
+    )
+    assert (second.project.name, second.model_name) == (other, other)
+    number = register_version(second, world.frame, 11, model_name=other)
+    world.aliases(first, world.versions[0])
+    world.aliases(second, None)
+    store = world.small.store()
+    predictors = [build_predictor(rt, store=store) for rt in (first, second)]
+    for predictor in predictors:
+        predictor.refresher.refresh()
+    body = {"customer_id": 17, "requested_amount": 640.0}
+    with TestClient(build_app(predictors, TOKEN)) as api:
+        health = api.get("/health")
+        assert health.status_code == 503, health.text
+        assert health.json() == {
+            "status": f"no champion loaded for {other}",
+            "projects": {PROJECT: "ok", other: "no champion loaded"},
+        }
+        assert api.get(f"/{other}/health").status_code == 503
+        assert api.post(f"/{other}/predict", headers=AUTH, json=body).status_code == 503
+        world.aliases(second, number)
+        predictors[1].refresher.refresh()  # the refresher thread's job, without the wait
+        assert api.get("/health").json() == {
+            "status": "ok",
+            "projects": {PROJECT: "ok", other: "ok"},
+        }
+        answers = {}
+        for name in (PROJECT, other):
+            response = api.post(f"/{name}/predict", headers=AUTH, json=body)
+            assert response.status_code == 200, response.text
+            answers[name] = response.json()
+            meta = api.get(f"/{name}/metadata", headers=AUTH).json()
+            assert meta["project"] == name and meta["model_name"] == name
+        unknown = api.post("/nope/predict", headers=AUTH, json=body)
+        assert unknown.status_code == 404
+        assert (
+            unknown.json()["detail"]
+            == f"no project 'nope' is served here (serving {PROJECT}, {other})"
+        )
+        assert api.post("/nope/predict", json=body).status_code == 401
+        assert api.get(f"/{PROJECT}/predict", headers=AUTH).status_code == 405
+        text = api.get("/metrics", headers=AUTH).text
+    features = typed(online_rows(store, [17], [640.0]))
+    expected = {
+        PROJECT: load(first, world.versions[0]).score(features)[0],
+        other: load(second, number).score(features)[0],
+    }
+    for name, answer in answers.items():
+        assert answer["probability"] == pytest.approx(expected[name], abs=1e-12), name
+    assert expected[PROJECT] != pytest.approx(expected[other], abs=1e-9)
+    for name in (PROJECT, other):
+        assert (
+            f'kaizen_predictions_total{{alias="champion",decision="{answers[name]["decision"]}",'
+            in text
+        )
+        assert f'project="{name}",role="served"}} 1.0' in text
+        logged = read_predictions(first if name == PROJECT else second)
+        assert len(logged) == 1 and logged["request_id"].iloc[0] == answers[name]["request_id"]
+    with pytest.raises(ConfigError, match="would write one prediction log"):
+        build_app(
+            [predictors[0], build_predictor(second_sharing(second, first), store=store)], TOKEN
+        )
+
+
+def second_sharing(rt: Runtime, other: Runtime) -> Runtime:
+    """`rt` with `other`'s lake root: the two projects' logs would collide."""
+    shared = Runtime(rt.settings.model_copy(update={"lake_root": other.settings.lake_root}))
+    shared.__dict__["params"] = rt.params
+    return shared
+
+
+def test_kaizen_traffic_replays_a_days_requests_under_their_row_ids(world: World) -> None:
+    from kaizen.sampler import sample
+    from kaizen.serving.traffic import replay_day
+
+    rt = world.runtime(world.small.root / "lake")  # the store's lake: its silver sources
+    world.aliases(rt, world.versions[0])
+    written: list[dict[str, Any]] = []
+    predictor = build_predictor(
+        rt, store=world.small.store(), writer=lambda _lake, rows: written.extend(rows) or []
+    )
+    predictor.refresher.refresh()
+    ds = (world.small.midnight - dt.timedelta(days=1)).date().isoformat()
+    end = world.small.midnight.date().isoformat()
+    requests = sample(rt, ds, end)
+    assert len(requests) > 0
+    report = replay_day(rt, ds, predictor=predictor)
+    assert report.requests == len(requests) and report.failed == 0
+    assert report.served == {world.versions[0]: len(requests)}
+    assert len(written) == len(requests) == report.flushed
+    assert sorted(r["invoice_id"] for r in written) == sorted(requests["invoice_id"].astype(str))
+    assert all(r["request_id"] == r["invoice_id"] for r in written)
+    by_id = requests.set_index(requests["invoice_id"].astype(str))
+    for row in written:
+        assert row["customer_id"] == by_id.loc[row["invoice_id"], "customer_id"]
+        assert row["requested_amount"] == pytest.approx(
+            by_id.loc[row["invoice_id"], "requested_amount"]
+        )

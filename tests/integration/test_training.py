@@ -138,7 +138,7 @@ def test_register_carries_the_release_manifest_and_loads_in_a_fresh_process(
         mlflow.set_tracking_uri({json.dumps(rt.settings.mlflow_tracking_uri or _backend(rt))})
         model = mlflow.sklearn.load_model("models:/credit_risk/{version.version}")
         frame = pd.read_parquet({str(trained["ts"])!r})
-        print(model.predict_proba(frame[model_inputs(frame).all].head(4))[:, 1].round(6).tolist())
+        print(model.predict_proba(frame[model_inputs(frame, ["invoice_id", "customer_id", "event_timestamp"]).all].head(4))[:, 1].round(6).tolist())
     """)
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=180
@@ -199,11 +199,14 @@ def test_a_single_class_training_set_registers_nothing(
 # -- dvc repro from a fresh clone, and through Airflow ------------------------------------------
 
 
+PROJECT = Path("projects") / "credit_risk"  # inside the clone: its dvc.yaml, data/, params.yaml
+
+
 def _clone(tmp_path: Path, labelled_world: Path) -> tuple[Path, dict[str, str]]:
     clone = tmp_path / "clone"
     clone_working_tree(clone)
-    shutil.copytree(labelled_world / "lake", clone / "data" / "lake")
-    params = clone / "params.yaml"
+    shutil.copytree(labelled_world / "lake", clone / PROJECT / "data" / "lake")
+    params = clone / PROJECT / "params.yaml"
     params.write_text(params.read_text().replace("holdout_days: 7 ", "holdout_days: 5 "))
     # A fresh clone in a clean shell: MLflow exports MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI
     # when a test in this process sets them, and children would inherit another test's stores.
@@ -215,6 +218,7 @@ def _clone(tmp_path: Path, labelled_world: Path) -> tuple[Path, dict[str, str]]:
     env.update(
         {
             "KAIZEN_HOME": str(clone),
+            "KAIZEN_PROJECT": "credit_risk",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
             "KAIZEN_GX_DATA_DOCS": "failures",
         }
@@ -232,41 +236,46 @@ def _run(
 
 @pytest.mark.slow
 @pytest.mark.airflow
-def test_dvc_repro_from_a_fresh_clone_through_the_train_dag(
+def test_dvc_repro_from_a_fresh_clone_through_the_training_dag(
     labelled_world: Path, tmp_path: Path
 ) -> None:
-    """The train DAG runs `dvc repro` in a fresh clone; the same `dvc repro` by hand then runs
-    nothing; metrics, plots and the manifest's training-set hash come from that one run."""
+    """The project's training DAG runs `dvc repro` of its dvc.yaml in a fresh clone; the same
+    `dvc repro` by hand in the project's folder then runs nothing; metrics, plots and the
+    manifest's training-set hash come from that one run."""
     clone, env = _clone(tmp_path, labelled_world)
     env.update(
         {
             "AIRFLOW_HOME": str(tmp_path / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(clone / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(clone / "projects"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         }
     )
-    _run(["kaizen", "apply"], clone, env)
+    project = clone / PROJECT
+    _run(["kaizen", "-p", "credit_risk", "apply"], clone, env)
     _run(["airflow", "db", "migrate"], clone, env)
     ran = _run(
-        ["airflow", "dags", "test", "train", "--conf", '{"force": true}'], clone, env, timeout=900
+        ["airflow", "dags", "test", "credit_risk.training", "--conf", '{"force": true}'],
+        clone,
+        env,
+        timeout=900,
     )
     output = ran.stdout + ran.stderr
     for stage in ("training_set", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in output, output[-3000:]
-    again = _run(["dvc", "repro"], clone, env)
+    again = _run(["dvc", "repro"], project, env)
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
-    metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], clone, env).stdout)
+    metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], project, env).stdout)
     workspace = next(iter(metrics.values()))  # keyed "" (the workspace) by DVC 3
     holdout = workspace["data"]["data/eval/metrics.json"]["data"]["holdout"]
     assert 0.5 < holdout["roc_auc"] <= 1
-    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], clone, env)
+    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project, env)
     assert (tmp_path / "plots" / "index.html").stat().st_size > 1000
     # The version names the Airflow run, and its training-set hash is the one DVC recorded.
     import yaml
 
-    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
     outs = {o["path"]: o["md5"] for o in lock["stages"]["training_set"]["outs"]}
-    registered = json.loads((clone / "data" / "registered.json").read_text())
+    registered = json.loads((project / "data" / "registered.json").read_text())
     script = (
         "import mlflow,json;from mlflow.tracking import MlflowClient;"
         f"mlflow.set_tracking_uri('sqlite:///{clone}/.kaizen/mlflow/mlflow.db');"
@@ -277,8 +286,8 @@ def test_dvc_repro_from_a_fresh_clone_through_the_train_dag(
         _run([sys.executable, "-c", script], clone, env).stdout.strip().splitlines()[-1]
     )
     assert tags["kaizen.training_set_md5"] == outs["data/training/training_set.parquet"]
-    assert tags["kaizen.airflow_run"].startswith("train/")
-    assert "pushed" in _run(["dvc", "push"], clone, env).stdout  # the local remote
+    assert tags["kaizen.airflow_run"].startswith("credit_risk.training/")
+    assert "pushed" in _run(["dvc", "push"], project, env).stdout  # the local remote
 
 
 @pytest.mark.services
@@ -293,10 +302,11 @@ def test_dvc_push_and_pull_through_the_s3_remote(
             "KAIZEN_ENGINE": "pandas",
             "KAIZEN_FEAST_REGISTRY": "file",
             "KAIZEN_FEAST_ONLINE_STORE": "sqlite",
-            "KAIZEN_LAKE_ROOT": str(clone / "data" / "lake"),
+            "KAIZEN_LAKE_ROOT": str(clone / PROJECT / "data" / "lake"),
             **s3.environ(),
         }
     )  # type: ignore[attr-defined]
+    project = clone / PROJECT
     _run(["kaizen", "dvc-remote"], clone, env)
     # A remote prefix of its own: the session's store is shared, and DVC pushes only the
     # objects a remote lacks (another test's push of the same bytes reads "up to date").
@@ -305,13 +315,13 @@ def test_dvc_push_and_pull_through_the_s3_remote(
     assert "secret_access_key" in (clone / ".dvc" / "config.local").read_text()
     assert "secret_access_key" not in (clone / ".dvc" / "config").read_text()
     _run(["kaizen", "apply"], clone, env)
-    _run(["dvc", "repro", "training_set"], clone, env)
-    before = file_md5(clone / "data" / "training" / "training_set.parquet")
-    assert "pushed" in _run(["dvc", "push"], clone, env).stdout
+    _run(["dvc", "repro", "training_set"], project, env)
+    before = file_md5(project / "data" / "training" / "training_set.parquet")
+    assert "pushed" in _run(["dvc", "push"], project, env).stdout
     shutil.rmtree(clone / ".dvc" / "cache")
-    (clone / "data" / "training" / "training_set.parquet").unlink()
-    _run(["dvc", "pull", "training_set"], clone, env)
-    assert file_md5(clone / "data" / "training" / "training_set.parquet") == before
+    (project / "data" / "training" / "training_set.parquet").unlink()
+    _run(["dvc", "pull", "training_set"], project, env)
+    assert file_md5(project / "data" / "training" / "training_set.parquet") == before
 
 
 @pytest.mark.services
@@ -355,7 +365,7 @@ def test_the_stack_profile_tracks_in_postgres_with_artifacts_on_s3(
             print(info.artifact_path if hasattr(info, "artifact_path") else "", mlflow.get_run({result.details["run_id"]!r}).info.artifact_uri)
             model = mlflow.sklearn.load_model("models:/credit_risk/{result.details["version"]}")
             frame = pd.read_parquet({str(ts)!r})
-            print(model.predict_proba(frame[model_inputs(frame).all].head(2))[:, 1].tolist())
+            print(model.predict_proba(frame[model_inputs(frame, ["invoice_id", "customer_id", "event_timestamp"]).all].head(2))[:, 1].tolist())
         """)
         env = {
             **os.environ,

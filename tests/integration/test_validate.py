@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import REPO, small_world
+from credit_risk.simulate import Fault, simulate
+from support import CREDIT_RISK, REPO, small_world
 
 from kaizen.config import Settings
 from kaizen.errors import BatchQuarantined, ConfigError, InputError, KaizenError
@@ -17,7 +18,6 @@ from kaizen.quality.quarantine import waiting
 from kaizen.quality.rules import load_rules
 from kaizen.quality.suites import build, check_or_fail, compile_raw_suite, suite_version
 from kaizen.runtime import Runtime
-from kaizen.simulate import Fault, simulate
 from kaizen.stages.ingest import ingest
 from kaizen.stages.replay import replay
 from kaizen.stages.validate import validate
@@ -49,7 +49,7 @@ def test_committed_suites_match_declarations_and_rules() -> None:
 
 def test_suite_follows_the_declaration(rt: Runtime) -> None:
     spec = rt.catalog.get("payments")
-    suite = compile_raw_suite(spec, load_rules(REPO / "expectations" / "rules", spec))
+    suite = compile_raw_suite(spec, load_rules(CREDIT_RISK / "expectations" / "rules", spec))
     kinds = {(e["type"], e["kwargs"].get("column")) for e in suite["expectations"]}
     assert ("expect_table_columns_to_match_set", None) in kinds
     assert ("expect_column_values_to_be_unique", "invoice_id") in kinds
@@ -58,13 +58,13 @@ def test_suite_follows_the_declaration(rt: Runtime) -> None:
     assert ("expect_column_values_to_be_between", "updated_at") in kinds  # event time in its day
     assert ("expect_table_row_count_to_be_between", None) in kinds
     # Deterministic: the same inputs give the same document and version.
-    again = compile_raw_suite(spec, load_rules(REPO / "expectations" / "rules", spec))
+    again = compile_raw_suite(spec, load_rules(CREDIT_RISK / "expectations" / "rules", spec))
     assert again == suite and suite_version(again) == suite_version(suite)
 
 
 def test_stale_suites_are_detected(tmp_path: Path) -> None:
     shutil.copytree(
-        REPO / "expectations",
+        CREDIT_RISK / "expectations",
         tmp_path / "expectations",
         ignore=shutil.ignore_patterns("uncommitted"),
     )
@@ -86,7 +86,7 @@ def test_stale_suites_are_detected(tmp_path: Path) -> None:
 
 
 def test_bad_rule_names_the_key(tmp_path: Path) -> None:
-    shutil.copytree(REPO / "expectations" / "rules", tmp_path / "rules")
+    shutil.copytree(CREDIT_RISK / "expectations" / "rules", tmp_path / "rules")
     data = json.loads((tmp_path / "rules" / "orders.json").read_text())
     data["columns"]["amount_usd"] = {"min": 0}
     (tmp_path / "rules" / "orders.json").write_text(json.dumps(data))
@@ -194,7 +194,7 @@ def test_replay_after_a_corrected_drop_is_landed(rt: Runtime) -> None:
 
 def test_replay_after_the_suite_changed_in_review(tmp_path: Path) -> None:
     shutil.copytree(
-        REPO / "expectations",
+        CREDIT_RISK / "expectations",
         tmp_path / "expectations",
         ignore=shutil.ignore_patterns("uncommitted"),
     )

@@ -44,7 +44,7 @@ def test_row_aucs_are_roc_auc_score_with_ties() -> None:
 
 @pytest.mark.parametrize("rows, samples", [(400, 250), (37, 230)])
 def test_the_bootstrap_ci_is_the_one_resample_at_a_time_ci(rows: int, samples: int) -> None:
-    base = load_params(REPO / "params.yaml").promote
+    base = load_params(REPO / "projects" / "credit_risk" / "params.yaml").promote
     ni = base.non_inferiority.model_copy(update={"bootstrap_samples": samples})
     p = base.model_copy(update={"non_inferiority": ni})
     y, new, old = _scores(rows, seed=rows)

@@ -18,15 +18,15 @@ import pytest
 import yaml
 
 from kaizen.config import Settings
-from kaizen.platform.components import Component, components, mlflow_argv, mlflow_env
-from kaizen.platform.layout import Layout
+from kaizen.ops.components import Component, components, mlflow_argv, mlflow_env
+from kaizen.ops.layout import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "Dockerfile"
 
-# kaizen.platform.components' names -> the compose services that run them.
+# kaizen.ops.components' names -> the compose services that run them.
 SERVICE_OF = {
     "airflow-api": "airflow-api-server",
     "airflow-scheduler": "airflow-scheduler",

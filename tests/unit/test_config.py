@@ -10,9 +10,10 @@ import yaml
 from kaizen.config import Settings, get_settings
 from kaizen.errors import ConfigError, InputError
 from kaizen.params import load_params
-from kaizen.sources import load_sources
+from kaizen.project.declaration import load_declaration
 
 REPO = Path(__file__).resolve().parents[2]
+CREDIT_RISK = REPO / "projects" / "credit_risk"
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def no_kaizen_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_kaizen_env")
 def test_local_profile_defaults_are_files_and_pandas(tmp_path: Path) -> None:
-    s = Settings(_env_file=None, home=tmp_path)
+    s = Settings(_env_file=None, home=tmp_path)  # no project there: the install's data/
     assert s.profile == "local"
     assert s.raw_root == str(tmp_path / "data" / "raw")
     assert s.lake_root == str(tmp_path / "data" / "lake")
@@ -64,6 +65,7 @@ def test_env_and_dotenv_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         get_settings.cache_clear()
 
 
+@pytest.mark.usefixtures("no_kaizen_env")
 def test_secrets_are_not_printed(tmp_path: Path) -> None:
     s = Settings(_env_file=None, home=tmp_path, s3_secret_access_key="hunter2-very-secret")
     assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
@@ -81,16 +83,17 @@ def test_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyP
     assert "profile" in message and "\n" not in message
 
 
-def test_repository_params_and_sources_load() -> None:
-    params = load_params(REPO / "params.yaml")
-    catalog = load_sources(REPO / "sources.yaml")
-    assert params.simulate.late_rate_before == pytest.approx(0.05)
-    assert catalog.names == ["customers", "orders", "payments"]
-    assert catalog.get("payments").columns["paid_ts"].nullable
+def test_repository_params_and_declaration_load() -> None:
+    params = load_params(CREDIT_RISK / "params.yaml")
+    declaration = load_declaration(CREDIT_RISK)
+    assert params.project["simulate"]["late_rate_before"] == pytest.approx(0.05)
+    assert declaration.catalog.names == ["customers", "orders", "payments"]
+    assert declaration.catalog.get("payments").columns["paid_ts"].nullable
+    assert declaration.entity.join_keys == {"customer_id": "int64"}
 
 
 def _write_params(tmp_path: Path, mutate) -> Path:
-    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    data = yaml.safe_load((CREDIT_RISK / "params.yaml").read_text())
     mutate(data)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -100,9 +103,9 @@ def _write_params(tmp_path: Path, mutate) -> Path:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["simulate"].update(days="many"), "simulate.days"),
-        (lambda d: d["simulate"].pop("seed"), "simulate.seed: is required but missing"),
-        (lambda d: d["simulate"].update(late_rate_after=1.5), "simulate.late_rate_after"),
+        (lambda d: d["train"].update(max_iter="many"), "train.max_iter"),
+        (lambda d: d["train"].pop("random_state"), "train.random_state: is required but missing"),
+        (lambda d: d["serve"].update(decision_threshold=1.5), "serve.decision_threshold"),
         (lambda d: d["ingest"].update(csv_blok_size=1), "ingest.csv_blok_size: is not a known key"),
         (lambda d: d.pop("ingest"), "ingest: is required but missing"),
     ],
@@ -114,6 +117,21 @@ def test_wrong_or_missing_param_names_the_key(tmp_path: Path, mutate, expected: 
     assert "\n" not in str(err.value)
 
 
+def test_the_projects_own_section_is_validated_by_its_model(tmp_path: Path) -> None:
+    from kaizen.project.project import load_project
+
+    project = load_project(CREDIT_RISK)
+    section = yaml.safe_load((CREDIT_RISK / "params.yaml").read_text())["project"]
+    section["simulate"]["late_rate_after"] = 1.5
+    with pytest.raises(ConfigError) as err:
+        project.params(section, "params.yaml")
+    assert "params.yaml: project: simulate.late_rate_after" in str(err.value)
+    section["simulate"]["late_rate_after"] = 0.1
+    section["featurize"]["extra_window"] = 3
+    with pytest.raises(ConfigError, match=r"featurize\.extra_window: is not a known key"):
+        project.params(section, "params.yaml")
+
+
 def test_unparseable_params_file(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("simulate: [unclosed\n")
@@ -123,44 +141,97 @@ def test_unparseable_params_file(tmp_path: Path) -> None:
         load_params(tmp_path / "absent.yaml")
 
 
+def _write_declaration(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load((CREDIT_RISK / "kaizen.yaml").read_text())
+    mutate(data)
+    folder = tmp_path / "credit_risk"
+    folder.mkdir(exist_ok=True)
+    (folder / "kaizen.yaml").write_text(yaml.safe_dump(data))
+    return folder
+
+
 @pytest.mark.parametrize(
-    ("change", "expected"),
+    ("mutate", "expected"),
     [
-        ({"primary_key": ["nope"]}, "'nope' is used as a key but is not a declared column"),
-        ({"event_time": "amount"}, "must be a timestamp column"),
-        ({"file": "orders.csv"}, "{ds} placeholder"),
-        ({"format": "xml"}, "sources.orders.format"),
+        (lambda d: d["sources"]["orders"].update(primary_key=["nope"]), "is used as a key but"),
+        (lambda d: d["sources"]["orders"].update(event_time="amount"), "must be a timestamp"),
+        (lambda d: d["sources"]["orders"].update(file="orders.csv"), "{ds} placeholder"),
+        (lambda d: d["sources"]["orders"].update(format="xml"), "sources.orders.format"),
+        (lambda d: d.update(entitty={}), "entitty: is not a known key"),
+        (lambda d: d.pop("entity"), "entity: is required but missing"),
+        (lambda d: d["entity"].update(join_keys={}), "entity.join_keys"),
+        (lambda d: d["entity"].update(join_keys={"customer_id": "uuid"}), "entity.join_keys"),
+        (lambda d: d["label"].update(hook="not a hook"), "label.hook"),
+        (lambda d: d["label"].update(sources=["refunds"]), "undeclared sources ['refunds']"),
+        (lambda d: d["features"]["inputs"].pop("orders"), "features.inputs must say"),
+        (lambda d: d["request"]["fields"].update(customer_id="int64"), "are join keys"),
+        (lambda d: d.update(name="other"), "must be the folder's name"),
     ],
 )
-def test_bad_declaration_is_one_clear_error(tmp_path: Path, change: dict, expected: str) -> None:
-    data = yaml.safe_load((REPO / "sources.yaml").read_text())
-    data["sources"]["orders"].update(change)
-    path = tmp_path / "sources.yaml"
-    path.write_text(yaml.safe_dump(data))
+def test_bad_declaration_is_one_line_naming_the_file_and_key(
+    tmp_path: Path, mutate, expected: str
+) -> None:
+    folder = _write_declaration(tmp_path, mutate)
     with pytest.raises(ConfigError) as err:
-        load_sources(path)
-    assert expected in str(err.value)
+        load_declaration(folder)
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+    assert str(folder / "kaizen.yaml") in message
 
 
 def test_unknown_source_lists_the_declared_ones() -> None:
-    catalog = load_sources(REPO / "sources.yaml")
+    catalog = load_declaration(CREDIT_RISK).catalog
     with pytest.raises(InputError, match="declared sources are customers, orders, payments"):
         catalog.get("refunds")
 
 
 def test_a_new_source_is_only_a_declaration(tmp_path: Path) -> None:
-    data = yaml.safe_load((REPO / "sources.yaml").read_text())
-    data["sources"]["returns"] = {
-        "format": "csv",
-        "file": "{ds}.csv",
-        "primary_key": ["return_id"],
-        "event_time": "returned_at",
-        "columns": {"return_id": "int64", "order_id": "int64", "returned_at": "timestamp"},
-    }
-    path = tmp_path / "sources.yaml"
-    path.write_text(yaml.safe_dump(data))
-    assert sorted(load_sources(path).get("returns").required_columns) == [
+    def add(d: dict) -> None:
+        d["sources"]["returns"] = {
+            "format": "csv",
+            "file": "{ds}.csv",
+            "primary_key": ["return_id"],
+            "event_time": "returned_at",
+            "columns": {"return_id": "int64", "order_id": "int64", "returned_at": "timestamp"},
+        }
+        d["features"]["inputs"]["returns"] = 30
+
+    catalog = load_declaration(_write_declaration(tmp_path, add)).catalog
+    assert sorted(catalog.get("returns").required_columns) == [
         "order_id",
         "return_id",
         "returned_at",
     ]
+
+
+@pytest.mark.usefixtures("no_kaizen_env")
+def test_the_project_is_selected_by_name_path_working_directory_or_being_the_only_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    projects = tmp_path / "projects"
+    for name in ("alpha", "beta"):
+        (projects / name).mkdir(parents=True)
+        (projects / name / "kaizen.yaml").write_text(f"name: {name}\n")
+    monkeypatch.chdir(tmp_path)
+    several = Settings(_env_file=None, home=tmp_path)
+    assert several.project is None
+    with pytest.raises(ConfigError, match=r"2 projects \(alpha, beta\): choose one"):
+        several.require_project()
+    by_name = Settings(_env_file=None, home=tmp_path, project="beta")
+    assert by_name.project_dir == (projects / "beta").resolve()
+    assert by_name.lake_root == str((projects / "beta").resolve() / "data" / "lake")
+    assert by_name.params_file == (projects / "beta").resolve() / "params.yaml"
+    assert (
+        Settings(_env_file=None, home=tmp_path, project=str(projects / "alpha")).project == "alpha"
+    )
+    monkeypatch.chdir(projects / "alpha")
+    assert Settings(_env_file=None, home=tmp_path).project == "alpha"
+    with pytest.raises(ConfigError, match=r"project 'gamma': no kaizen\.yaml"):
+        Settings(_env_file=None, home=tmp_path, project="gamma")
+    stack = Settings(_env_file=None, home=tmp_path, project="beta", profile="stack")
+    assert stack.lake_root == "s3://kaizen/beta/lake"
+    shared = Settings(_env_file=None, home=tmp_path, project="beta", lake_root="/lakes/{project}")
+    assert shared.lake_root == "/lakes/beta"
+    assert shared.for_project("alpha").lake_root == "/lakes/alpha"
+    assert shared.for_project("alpha").params_file.parent.name == "alpha"
+    assert shared.as_environ()["KAIZEN_LAKE_ROOT"] == "/lakes/{project}"

@@ -16,21 +16,27 @@ import os
 import random
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from credit_risk.features.schema import ENTITY, VIEWS, view_features
 from feast.value_type import ValueType
-from support import FEAST_VARIABLES, make_settings, service_unavailable, tcp_open
+from support import (
+    FEAST_VARIABLES,
+    credit_risk_params,
+    make_settings,
+    service_unavailable,
+    tcp_open,
+)
 
 from kaizen.featurestore import direct_read
 from kaizen.featurestore.direct_read import plan_for, read_values
-from kaizen.featurestore.online import feast_values, read_features
+from kaizen.featurestore.online import read_features
+from kaizen.featurestore.plans import feast_values
 from kaizen.featurestore.store import apply, open_store
-from kaizen.params import load_params
-from kaizen.transforms.views import ENTITY, EVENT_TIMESTAMP, VIEWS, view_dtypes
+from kaizen.transforms.contract import EVENT_TIMESTAMP
 
 SERVICE = "credit_risk_v1"
 REDIS_DB = 10  # a database of its own, flushed before and after
@@ -48,7 +54,7 @@ ON_DEMAND = ["requested_to_credit_limit", "requested_plus_open_to_limit"]
 def _frame(view: str, ids: list[int], stamps: list[dt.datetime], seed: int) -> pd.DataFrame:
     """Rows typed by the transforms' contract, about one value in six null."""
     rng = np.random.default_rng(seed)
-    dtypes = view_dtypes(load_params(Path(__file__).parents[2] / "params.yaml").featurize)[view]
+    dtypes = view_features(credit_risk_params().featurize)[view]
     n = len(ids)
     columns: dict[str, Any] = {ENTITY: np.array(ids, dtype=np.int64)}
     for name, dtype in dtypes.items():

@@ -10,8 +10,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from support import REPO
 
+from kaizen.model.versions import Version
 from kaizen.params import PromoteParams, load_params
-from kaizen.promotion.models import Version
 from kaizen.promotion.production import error_rates, judge, paired_evidence
 
 INPUTS = ["late_ratio_180d", "tenure_days"]
@@ -62,7 +62,7 @@ def _world(n: int = 600, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def p() -> PromoteParams:
-    promote = load_params(REPO / "params.yaml").promote
+    promote = load_params(REPO / "projects" / "credit_risk" / "params.yaml").promote
     fewer = promote.non_inferiority.model_copy(update={"bootstrap_samples": 200})
     return promote.model_copy(update={"non_inferiority": fewer})  # a faster bootstrap
 
@@ -86,7 +86,7 @@ def test_shadow_scores_pair_up_by_request_and_nothing_is_rescored() -> None:
             _logged(predictions, challenger, "shadow", "challenger"),
         ]
     )
-    evidence, counts = paired_evidence(log, labels, champion, challenger)
+    evidence, counts = paired_evidence(log, labels, champion, challenger, "invoice_id")
     assert counts == {
         "labelled_requests": 600,
         "paired": 600,
@@ -107,7 +107,7 @@ def test_canary_requests_are_rescored_on_the_features_they_were_served_with() ->
             _logged(predictions.iloc[half:], challenger, "served", "challenger"),
         ]
     )
-    evidence, counts = paired_evidence(log, labels, champion, challenger)
+    evidence, counts = paired_evidence(log, labels, champion, challenger, "invoice_id")
     assert counts["paired"] == 600
     assert counts["champion_rescored"] == 300 and counts["challenger_rescored"] == 300
     frame = pd.DataFrame([json.loads(f) for f in predictions["features"]])
@@ -120,7 +120,7 @@ def test_unlabelled_and_failed_requests_are_not_evidence() -> None:
     log = _logged(predictions, champion, "served", "champion")
     log.loc[log.index[:10], "error"] = "feature store unavailable"
     log.loc[log.index[:10], "probability"] = np.nan
-    evidence, counts = paired_evidence(log, labels.iloc[:90], champion, challenger)
+    evidence, counts = paired_evidence(log, labels.iloc[:90], champion, challenger, "invoice_id")
     assert counts["labelled_requests"] == 80 and len(evidence) == 80
 
 
@@ -144,7 +144,7 @@ def test_a_challenger_as_good_live_is_promoted_and_a_worse_one_demoted(p: Promot
         (_version("3", (0.0, 0.002)), "demote"),  # ignores the signal: ranks by tenure only
     ):
         log = _logged(predictions, champion, "served", "champion")
-        evidence, _ = paired_evidence(log, labels, champion, challenger)
+        evidence, _ = paired_evidence(log, labels, champion, challenger, "invoice_id")
         verdict, found = judge(evidence, _errors(), p, baked=True, expired=False)
         assert verdict == expected, [c.detail for c in found]
         quality = next(c for c in found if c.name == "live_quality")
@@ -155,7 +155,7 @@ def test_it_waits_for_the_bake_period_and_for_labels_then_gives_up(p: PromotePar
     champion, challenger = _version("1", (3.0, 0.0)), _version("2", (3.0, 0.0))
     predictions, labels = _world()
     log = _logged(predictions, champion, "served", "champion")
-    evidence, _ = paired_evidence(log, labels, champion, challenger)
+    evidence, _ = paired_evidence(log, labels, champion, challenger, "invoice_id")
     assert judge(evidence, _errors(), p, baked=False, expired=False)[0] == "wait"
     few = evidence.head(p.production.min_labelled - 1)
     verdict, found = judge(few, _errors(), p, baked=True, expired=False)
@@ -168,7 +168,11 @@ def test_a_challenger_that_fails_live_requests_is_demoted(p: PromoteParams) -> N
     champion, challenger = _version("1", (3.0, 0.0)), _version("2", (3.0, 0.0))
     predictions, labels = _world()
     evidence, _ = paired_evidence(
-        _logged(predictions, champion, "served", "champion"), labels, champion, challenger
+        _logged(predictions, champion, "served", "champion"),
+        labels,
+        champion,
+        challenger,
+        "invoice_id",
     )
     verdict, found = judge(evidence, _errors(challenger_failed=30), p, baked=True, expired=False)
     assert verdict == "demote"

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from credit_risk.simulate import Fault, simulate
 from support import make_settings, small_world
 
 from kaizen import stage_metrics
 from kaizen.errors import BatchQuarantined, KaizenError
 from kaizen.runtime import Runtime
-from kaizen.simulate import Fault, simulate
 from kaizen.stages.ingest import ingest
 from kaizen.stages.result import StageResult, timed
 from kaizen.stages.validate import validate

@@ -46,17 +46,9 @@ from kaizen.featurestore.online_stores import (
     _utc_keep_wall,
     int64_key_head,
 )
+from kaizen.featurestore.plans import OnlineValues, cached_per_registry, feast_values
 
 Features = str | Sequence[str]  # a feature service's name, or `view:feature` references
-
-
-@dataclass(frozen=True)
-class OnlineValues:
-    """What a read found for a list of entity rows."""
-
-    columns: dict[str, list[Any]]  # exactly `get_online_features(...).to_dict()`
-    found: dict[str, list[bool]]  # stored view -> the store holds a row for entity i
-    event_timestamps: dict[str, list[dt.datetime | None]]  # ... and its event time
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -184,8 +176,6 @@ class Plan:
 def plan_for(store: Any, features: Features) -> Plan | None:
     """The read plan of `features` on `store` (cached until the registry changes), or None
     when Feast must read them."""
-    from kaizen.featurestore.online import cached_per_registry
-
     key = ("direct", features if isinstance(features, str) else tuple(features))
     return cached_per_registry(store, key, lambda: _build(store, features))
 
@@ -339,8 +329,6 @@ def read_values(
         values = _read(store, plan, entity_rows)
         if values is not None:
             return values
-    from kaizen.featurestore.online import feast_values
-
     return feast_values(store, features, entity_rows)
 
 

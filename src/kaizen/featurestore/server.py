@@ -4,9 +4,10 @@ Feast's built-in auth is OIDC or Kubernetes only, and it serves online values pa
 view's TTL as if current (feast-dev/feast#6821). Feast's app (`feast.feature_server.get_app`)
 is served unmodified, inside two plain ASGI layers of ours, outermost first:
 
-1. `BearerAuth`: every HTTP and WebSocket route needs `Authorization: Bearer <token>`,
-   compared in constant time, except `GET /health` (Feast's liveness check: 200 or 503 with
-   an empty body, so it tells nothing but "up"). Missing and wrong tokens get the same 401.
+1. `kaizen.asgi.BearerAuth` (the prediction API's too): every HTTP and WebSocket route needs
+   `Authorization: Bearer <token>`, compared in constant time, except `GET /health` (Feast's
+   liveness check: 200 or 503 with an empty body, so it tells nothing but "up"). Missing and
+   wrong tokens get the same 401.
 2. `Freshness`: a 200 from `POST /get-online-features` is judged like `online.read_features`
    at the server's clock: a value of a view past its TTL gets status `OUTSIDE_MAX_AGE` (Feast's
    own status enum) and, under the `refuse` policy (the server's), a null value.
@@ -19,101 +20,30 @@ none the server refuses to start. It binds `KAIZEN_FEATURE_SERVER_HOST` (127.0.0
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
+from kaizen.asgi import ASGIApp, BearerAuth, Message, Receive, Scope, Send
+from kaizen.asgi import require_token as checked_token
 from kaizen.config import Settings
 from kaizen.errors import ConfigError, KaizenError
-from kaizen.featurestore.online import (
-    POLICIES,
-    Policy,
-    evidence,
-    judge,
-    plan_for_refs,
-    plan_for_service,
-)
+from kaizen.featurestore.online import POLICIES, Policy, judge
+from kaizen.featurestore.plans import evidence, plan_for_refs, plan_for_service
 from kaizen.logs import get_logger
 
 log = get_logger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 TOKEN_VARIABLE = "KAIZEN_FEATURE_SERVER_TOKEN"
-MIN_TOKEN_LENGTH = 16
-OPEN_PATHS = frozenset({"/health"})  # Feast's liveness route: an empty 200 or 503
 SERVER_POLICY: Policy = "refuse"  # params.yaml: a value past its TTL is "not served"
-_UNAUTHORIZED = b'{"detail":"Unauthorized"}'
 
 
 def require_token(settings: Settings) -> str:
     """The configured token, or one line saying why the server will not start without one."""
-    secret = settings.feature_server_token
-    token = secret.get_secret_value() if secret is not None else ""
-    if not token:
-        raise ConfigError(
-            f"no feature server token: set {TOKEN_VARIABLE} in .env (the first `kaizen up` "
-            "generates one); the feature server never runs without authentication"
-        )
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise ConfigError(
-            f"{TOKEN_VARIABLE} is too short ({len(token)} characters): use at least "
-            f"{MIN_TOKEN_LENGTH} random ones, or delete it and let `kaizen up` generate one"
-        )
-    if not token.isascii() or not token.isprintable() or " " in token:
-        raise ConfigError(f"{TOKEN_VARIABLE} must be printable ASCII without spaces")
-    return token
-
-
-class BearerAuth:
-    """Refuse every request without `Authorization: Bearer <token>`, except `open_paths`."""
-
-    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = OPEN_PATHS):
-        self.app = app
-        self._token = token.encode("ascii")
-        self.open_paths = open_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind not in ("http", "websocket"):  # lifespan
-            await self.app(scope, receive, send)
-            return
-        if (kind == "http" and scope["path"] in self.open_paths) or self._authorized(scope):
-            await self.app(scope, receive, send)
-            return
-        if kind == "websocket":  # closed before the handshake: the client sees HTTP 403
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_UNAUTHORIZED)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": _UNAUTHORIZED})
-
-    def _authorized(self, scope: Scope) -> bool:
-        values = [v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"]
-        if len(values) != 1:
-            return False
-        scheme, _, credentials = values[0].strip().partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        # Constant time in the token's content (a length mismatch returns early).
-        return hmac.compare_digest(credentials.strip(), self._token)
+    return checked_token(settings.feature_server_token, TOKEN_VARIABLE, "feature server")
 
 
 def utc_now() -> dt.datetime:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import io
 import json
 import os
-import sys
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from kaizen.config import Settings
 from kaizen.errors import ConfigError
+from kaizen.featurestore.environ import feast_environ, in_repo, project_importable, scoped_environ
 from kaizen.logs import get_logger
 from kaizen.postgres import ensure_database
 
@@ -31,10 +33,6 @@ log = get_logger(__name__)
 # Feast warns on every apply that on-demand views are "experimental"; we rely on them by
 # design (feature_repo/on_demand.py), and the repeat drowns the task logs.
 EXPERIMENTAL_ODFV = "On demand feature view is an experimental feature"
-ONLINE_STORES = {
-    "sqlite": "kaizen.featurestore.online_stores.MonotonicSqliteOnlineStore",
-    "redis": "kaizen.featurestore.online_stores.MonotonicRedisOnlineStore",
-}
 
 
 def with_redis_timeout(settings: Settings, seconds: float) -> Settings:
@@ -51,38 +49,11 @@ def with_redis_timeout(settings: Settings, seconds: float) -> Settings:
     return settings.model_copy(update={"redis_connection": ",".join([*parts, *extra])})
 
 
-def feast_environ(settings: Settings) -> dict[str, str]:
-    """The variables `feature_store.yaml` expands, as YAML flow mappings."""
-    data = settings.feast_data_dir
-    if settings.feast_registry == "sql":
-        registry = {
-            "registry_type": "sql",
-            "path": settings.postgres_url,
-            "cache_ttl_seconds": 30,
-            "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
-        }
-    else:
-        registry = {
-            "registry_type": "file",
-            "path": str(data / "registry.db"),
-            "cache_ttl_seconds": 30,
-        }
-    if settings.feast_online_store == "redis":
-        online = {"type": ONLINE_STORES["redis"], "connection_string": settings.redis_connection}
-    else:
-        online = {"type": ONLINE_STORES["sqlite"], "path": str(data / "online.db")}
-    return {
-        "KAIZEN_HOME": str(settings.home),
-        "KAIZEN_LAKE_ROOT": settings.lake_root,
-        "KAIZEN_PARAMS_FILE": str(settings.params_file),
-        "FEAST_KAIZEN_REGISTRY": json.dumps(registry),
-        "FEAST_KAIZEN_ONLINE_STORE": json.dumps(online),
-        "FEAST_USAGE": "False",
-    }
-
-
 def _prepare(settings: Settings) -> None:
-    os.environ.update(feast_environ(settings))
+    """What opening or applying the repo needs. Its variables are set only around each use
+    (`scoped_environ`): a process serves several projects, and a child process (the
+    platform's) must not inherit one project's KAIZEN_PARAMS_FILE or lake root."""
+    project_importable(settings)  # the repo imports the project's schema helpers
     settings.feast_data_dir.mkdir(parents=True, exist_ok=True)
     if settings.feast_registry == "sql":
         ensure_database(settings.postgres_url)
@@ -90,10 +61,12 @@ def _prepare(settings: Settings) -> None:
 
 def open_store(settings: Settings, *, require_applied: bool = True) -> Any:
     """A FeatureStore on the project's repo for this profile (cached per process)."""
-    _prepare(settings)
-    if settings.lake_root.startswith("s3://"):
-        offline_reads_s3(settings)
-    store = _open(str(settings.feast_repo), json.dumps(feast_environ(settings), sort_keys=True))
+    environ = feast_environ(settings)
+    with scoped_environ(environ):  # Feast expands feature_store.yaml's variables on open
+        _prepare(settings)
+        if settings.lake_root.startswith("s3://"):
+            offline_reads_s3(settings)
+        store = _open(str(settings.feast_repo), json.dumps(environ, sort_keys=True))
     if require_applied and not store.list_feature_views(allow_cache=True):
         raise ConfigError(
             "the Feast registry has no feature views for this profile: run `kaizen apply`"
@@ -198,48 +171,77 @@ def _apply_lock(settings: Settings) -> Iterator[None]:
             engine.dispose()
 
 
-@contextlib.contextmanager
-def _in_repo(repo: Path) -> Iterator[None]:
-    """Feast imports the repo's modules by their path relative to the working directory,
-    with the repo on sys.path; fresh each time, since their paths depend on the settings."""
-
-    def forget() -> None:
-        for name, module in list(sys.modules.items()):
-            if str(getattr(module, "__file__", "") or "").startswith(str(repo) + os.sep):
-                del sys.modules[name]
-
-    cwd = os.getcwd()
-    forget()
-    sys.path.insert(0, str(repo))
-    os.chdir(repo)
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
-        sys.path.remove(str(repo))
-        forget()
-
-
-def apply(settings: Settings) -> dict[str, int]:
-    """`feast apply` for the repo: creates, updates and removes objects; a no-op when in sync."""
+def apply(settings: Settings, *, force: bool = False) -> dict[str, Any]:
+    """`feast apply` for the repo: creates, updates and removes objects. Skipped when nothing
+    it reads changed since the last apply here and the registry still holds what that apply
+    left (`kaizen.featurestore.applied`); `force` applies regardless. The object counts, and
+    `skipped`."""
     from feast.repo_config import load_repo_config
     from feast.repo_operations import apply_total
 
+    from kaizen.featurestore.applied import fingerprint, write_marker
+
     _prepare(settings)
     repo = Path(settings.feast_repo).resolve()
-    with _apply_lock(settings), _in_repo(repo):
-        config = load_repo_config(repo, repo / "feature_store.yaml")
-        # Scoped: Airflow's task runner installs its own filters after our imports.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=EXPERIMENTAL_ODFV, category=RuntimeWarning)
-            apply_total(config, repo, skip_source_validation=True)
-    _open.cache_clear()
-    store = open_store(settings, require_applied=False)
-    counts = {
-        "entities": len(store.list_entities()),
-        "feature_views": len(store.list_feature_views()),
-        "on_demand_feature_views": len(store.list_on_demand_feature_views()),
-        "feature_services": len(store.list_feature_services()),
-    }
-    log.info("Feast repo %s applied: %s", repo, counts)
-    return counts
+    environ = feast_environ(settings)
+    with _apply_lock(settings), scoped_environ(environ):
+        digest = fingerprint(repo, environ, settings.params_file, project_importable(settings))
+        counts = None if force else _unchanged(settings, environ, digest)
+        if counts is not None:
+            log.info(
+                "feast apply: repo unchanged (fingerprint %s), skipped: %s", digest[:12], counts
+            )
+            return {**counts, "skipped": True}
+        with in_repo(repo):
+            config = load_repo_config(repo, repo / "feature_store.yaml")
+            # Scoped: Airflow's task runner installs its own filters after our imports.
+            with warnings.catch_warnings(), _feast_output_to_debug():
+                warnings.filterwarnings(
+                    "ignore", message=EXPERIMENTAL_ODFV, category=RuntimeWarning
+                )
+                apply_total(config, repo, skip_source_validation=True)
+        _open.cache_clear()
+        registry, counts = _registry(settings)
+        write_marker(settings.feast_data_dir, digest, registry, counts)
+    log.info(
+        "feast apply: repo %s applied (fingerprint %s%s): %s",
+        repo,
+        digest[:12],
+        ", forced" if force else "",
+        counts,
+    )
+    return {**counts, "skipped": False}
+
+
+def _registry(settings: Settings) -> tuple[str, dict[str, int]]:
+    from kaizen.featurestore.applied import registry_digest
+
+    return registry_digest(open_store(settings, require_applied=False))
+
+
+def _unchanged(settings: Settings, environ: dict[str, str], digest: str) -> dict[str, int] | None:
+    """The registry's object counts when an apply would change nothing, else None."""
+    from kaizen.featurestore.applied import read_marker, stores_exist
+
+    marker = read_marker(settings.feast_data_dir)
+    if marker is None or marker.get("fingerprint") != digest or not stores_exist(environ):
+        return None
+    registry, counts = _registry(settings)
+    return counts if registry == marker.get("registry") else None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextlib.contextmanager
+def _feast_output_to_debug() -> Iterator[None]:
+    """What Feast prints while applying ("Applying changes for project ...", "Deploying
+    infrastructure for ...") goes to the debug log, not to stdout."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                log.debug("feast: %s", _ANSI.sub("", line).strip())

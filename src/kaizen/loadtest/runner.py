@@ -18,7 +18,11 @@ from kaizen.params import LoadTestParams
 
 log = get_logger(__name__)
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-PREDICT = "/predict"
+PREDICT = "/predict"  # a project's route is /<project>/predict (`predict_path`)
+
+
+def predict_path(project: str) -> str:
+    return f"/{project}{PREDICT}"
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,10 @@ def _number(value: str) -> float | None:
         return None
 
 
-def read_stats(prefix: Path) -> tuple[dict[str, str], dict[str, str] | None, str | None]:
-    """The Aggregated and POST /predict rows of locust's stats CSV, and its first failure."""
+def read_stats(
+    prefix: Path, path: str = PREDICT
+) -> tuple[dict[str, str], dict[str, str] | None, str | None]:
+    """The Aggregated and POST `path` rows of locust's stats CSV, and its first failure."""
     stats = Path(f"{prefix}_stats.csv")
     if not stats.is_file():
         raise KaizenError(f"locust wrote no statistics ({stats} is missing)")
@@ -105,7 +111,7 @@ def read_stats(prefix: Path) -> tuple[dict[str, str], dict[str, str] | None, str
     total = next((r for r in rows if r["Name"] == "Aggregated"), None)
     if total is None:
         raise KaizenError(f"locust's {stats.name} has no Aggregated row")
-    predict = next((r for r in rows if r["Name"] == PREDICT and r["Type"] == "POST"), None)
+    predict = next((r for r in rows if r["Name"] == path and r["Type"] == "POST"), None)
     first = None
     failures = Path(f"{prefix}_failures.csv")
     if failures.is_file():
@@ -116,8 +122,8 @@ def read_stats(prefix: Path) -> tuple[dict[str, str], dict[str, str] | None, str
     return total, predict, first
 
 
-def warm_up(url: str, token: str, traffic: Path, requests: int) -> None:
-    """Unmeasured POST /predict calls, so lazy imports and first connections are not in p99.
+def warm_up(url: str, token: str, traffic: Path, requests: int, path: str = PREDICT) -> None:
+    """Unmeasured POST `path` calls, so lazy imports and first connections are not in p99.
     Their outcome is not judged here: the measured run shows any failure."""
     import json
 
@@ -128,9 +134,26 @@ def warm_up(url: str, token: str, traffic: Path, requests: int) -> None:
     with httpx.Client(base_url=url, headers=auth, timeout=30, trust_env=False) as http:
         for body in bodies:
             try:
-                http.post("/predict", json=body)
+                http.post(path, json=body)
             except httpx.HTTPError:
                 break
+
+
+def served_project(url: str) -> str:
+    """The project an API serves, when it serves exactly one (its open root /health says)."""
+    import httpx
+
+    try:
+        body = httpx.get(f"{url}/health", timeout=5, trust_env=False).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise KaizenError(f"no prediction API answers at {url} ({type(exc).__name__})") from None
+    projects = sorted(body.get("projects") or {}) if isinstance(body, dict) else []
+    if len(projects) != 1:
+        raise KaizenError(
+            f"the prediction API at {url} serves {projects or 'no project'}: name the one "
+            "to load-test"
+        )
+    return projects[0]
 
 
 def run_locust(
@@ -142,11 +165,16 @@ def run_locust(
     describe_cores: str,
     duration_s: int | None = None,
     users: int | None = None,
+    *,
+    project: str | None = None,
 ) -> LoadResult:
-    """A headless locust run against `url`; its figures, or KaizenError when locust failed."""
+    """A headless locust run against `project`'s routes at `url` (None: the one project the
+    API serves); its figures, or KaizenError when locust failed."""
     duration = duration_s or p.duration_seconds
     users = users or p.users
-    warm_up(url, token, traffic, p.warmup_requests)
+    project = project or served_project(url)
+    path = predict_path(project)
+    warm_up(url, token, traffic, p.warmup_requests, path)
     locust = Path(sys.executable).with_name("locust")
     if not locust.is_file():
         raise KaizenError(f"locust is not installed beside {sys.executable} (run `make install`)")
@@ -164,10 +192,13 @@ def run_locust(
             **os.environ,
             "KAIZEN_LOADTEST_TRAFFIC": str(traffic),
             "KAIZEN_LOADTEST_TOKEN": token,
+            "KAIZEN_LOADTEST_PROJECT": project,
             "KAIZEN_LOADTEST_HEALTH_SHARE": str(p.health_share),
             "KAIZEN_LOADTEST_WAIT_MAX": str(p.wait_max_seconds),
         }
-        log.info("locust: %d users for %ds against %s; %s", users, duration, url, describe_cores)
+        log.info(
+            "locust: %d users for %ds against %s%s; %s", users, duration, url, path, describe_cores
+        )
         try:
             done = subprocess.run(
                 pinned(command, cores),
@@ -182,7 +213,7 @@ def run_locust(
         if done.returncode != 0:
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise KaizenError(f"locust exited with {done.returncode}: {tail}")
-        total, predict, first = read_stats(prefix)
+        total, predict, first = read_stats(prefix, path)
     row = predict or {}
     return LoadResult(
         requests=int(total["Request Count"]),
@@ -216,12 +247,12 @@ def breaches(result: LoadResult, budget_ms: float) -> list[str]:
 def load_test_running_api(
     rt: Any, users: int | None = None, duration_s: int | None = None
 ) -> LoadResult:
-    """`make loadtest`: the scenario against the API `make serve` / `make up` runs (host, port
-    and token from the settings). Locust takes the second half of the CPUs; the server's
-    placement is its own."""
+    """`make loadtest`: the scenario against the project's routes of the API `make serve` /
+    `make up` runs (host, port and token from the settings). Locust takes the second half
+    of the CPUs; the server's placement is its own."""
     from kaizen.errors import InputError
     from kaizen.loadtest.traffic import write_traffic
-    from kaizen.serving.auth import require_token
+    from kaizen.serving.server import require_token
 
     p = rt.params.promote.load_test
     if p is None:
@@ -233,19 +264,26 @@ def load_test_running_api(
     with tempfile.TemporaryDirectory(prefix="kaizen-loadtest-") as tmp:
         traffic = Path(tmp) / "traffic.json"
         write_traffic(rt, traffic)
-        _require_health(url)
-        return run_locust(url, token, traffic, p, cores.locust, where, duration_s, users)
+        project = rt.project.name
+        _require_health(url, project)
+        return run_locust(
+            url, token, traffic, p, cores.locust, where, duration_s, users, project=project
+        )
 
 
-def _require_health(url: str) -> None:
+def _require_health(url: str, project: str) -> None:
     import httpx
 
     try:
-        status = httpx.get(f"{url}/health", timeout=5, trust_env=False).status_code
+        status = httpx.get(f"{url}/{project}/health", timeout=5, trust_env=False).status_code
     except httpx.HTTPError as exc:
         raise KaizenError(
             f"no prediction API answers at {url} ({type(exc).__name__}): start it with "
             "`make serve` or `make up` first"
         ) from None
     if status != 200:
-        raise KaizenError(f"the prediction API at {url} is not ready (/health {status})")
+        if status == 404:
+            raise KaizenError(f"the prediction API at {url} does not serve project {project}")
+        raise KaizenError(
+            f"the prediction API at {url} is not ready for {project} (/{project}/health {status})"
+        )

@@ -1,7 +1,8 @@
 """A temporary prediction API that serves exactly one model version, for the load gate.
 
 `pinned_api()` starts `python -m kaizen.loadtest.target VERSION` on a free loopback port with
-a generated token; the child serves VERSION as its only model whatever the aliases say, and
+a generated token; the child serves the settings' project alone, under `/<project>`, with
+VERSION as its only model whatever the aliases say, and
 writes its prediction log to a throwaway lake, so load-test requests never become live
 evidence. The child gets the parent's settings through KAIZEN_* variables.
 """
@@ -9,6 +10,7 @@ evidence. The child gets the parent's settings through KAIZEN_* variables.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import subprocess
@@ -41,6 +43,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, list | dict):  # pydantic-settings reads these as JSON
+            value = json.dumps(value)
         env[f"KAIZEN_{name.upper()}"] = str(value)
     return env
 
@@ -49,7 +53,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def pinned_api(
     settings: Settings, version: str, cores: tuple[int, ...], startup_timeout_s: float
 ) -> Iterator[tuple[str, str]]:
-    """(url, token) of a running API serving `version` only; stopped on exit."""
+    """(url, token) of a running API serving `version` of the settings' project only (its
+    routes under /<project>); stopped on exit."""
     from kaizen.loadtest.runner import pinned
 
     token = secrets.token_urlsafe(32)
@@ -104,14 +109,15 @@ def _wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, out: IO[st
 
 
 def serve_version(version: str) -> None:
-    """Serve `version` as the only model on the settings' host, port and token."""
+    """Serve `version` as the only model of the settings' project on their host, port and
+    token."""
     import uvicorn
 
     from kaizen.config import get_settings
     from kaizen.logs import configure_logging
     from kaizen.runtime import Runtime
     from kaizen.serving.app import build_app, build_predictor
-    from kaizen.serving.auth import require_token
+    from kaizen.serving.server import require_token
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)

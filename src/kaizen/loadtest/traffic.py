@@ -1,53 +1,69 @@
-"""The requests a load test sends: customers that exist, amounts drawn as the simulator draws
-them. Pre-drawn here (seeded) and handed to locust as a JSON file, so the locust process needs
-neither the lake nor Kaizen."""
+"""The requests a load test sends: recent real ones, from the project's traffic sampler.
+
+`promote.load_test.sample_requests` requests of the latest `RECENT_DAYS` days with data
+(`kaizen.sampler.sample`: join keys and request fields as they were asked), drawn with the
+load test's seed and handed to locust as a JSON file, so the locust process needs neither
+the lake nor Kaizen. Their entities are recent, so the online store has rows for them.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from kaizen.errors import InputError
 from kaizen.runtime import Runtime
-from kaizen.simulate import CATEGORY_P, CATEGORY_PRICE
 
-RECENT_PARTITIONS = 7  # customers of the last week's drops: ones the online store has rows for
-REQUESTS = 2000  # distinct (customer, amount) pairs the users cycle through
+RECENT_DAYS = 7  # the days before (and with) the newest validated partition
 
 
-def requested_amounts(rng: np.random.Generator, n: int) -> list[float]:
-    """Basket amounts as the simulator draws an order's amount (pre-shock category mix)."""
-    category = rng.choice(len(CATEGORY_PRICE), size=n, p=CATEGORY_P[False])
-    return [float(a) for a in np.round(CATEGORY_PRICE[category] * rng.lognormal(0, 0.35, n), 2)]
+def latest_day(rt: Runtime) -> str | None:
+    """The newest day any of the project's sources has a validated (silver) partition."""
+    days = [d for source in rt.catalog.sources for d in rt.lake.partitions("silver", source)[-1:]]
+    return max(days) if days else None
 
 
-def known_customers(rt: Runtime, n: int, rng: np.random.Generator) -> list[int]:
-    """Up to `n` customer ids from the lake's most recent silver customer partitions."""
-    dates = rt.lake.partitions("silver", "customers")[-RECENT_PARTITIONS:]
-    table = rt.lake.read_many("silver", "customers", dates, ["customer_id"]) if dates else None
-    if table is None or table.num_rows == 0:
+def _json(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    return value
+
+
+def recent_bodies(rt: Runtime, n: int, seed: int) -> list[dict[str, Any]]:
+    """Up to `n` request bodies (join keys and request fields) of the latest days."""
+    from kaizen.sampler import sample
+
+    last = latest_day(rt)
+    if last is None:
         raise InputError(
-            f"no customers in the lake at {rt.settings.lake_root} (silver/customers): "
-            "run the DataOps DAG (`make data`) before a load test"
+            f"no validated data in the lake at {rt.settings.lake_root}: run the DataOps DAG "
+            f"for project {rt.project.name} before a load test"
         )
-    ids = np.unique(table.column("customer_id").to_numpy())
-    picked = rng.choice(ids, size=min(n, ids.size), replace=False)
-    return [int(i) for i in picked]
+    end = dt.date.fromisoformat(last) + dt.timedelta(days=1)
+    start = end - dt.timedelta(days=RECENT_DAYS)
+    rows = sample(rt, start.isoformat(), end.isoformat())
+    names = [*rt.project.join_keys, *rt.project.request_fields]
+    rows = rows[names].dropna().reset_index(drop=True)  # a request the API would refuse
+    if rows.empty:
+        raise InputError(
+            f"no requests in {start} .. {last} from project {rt.project.name}'s traffic "
+            f"sampler ({rt.project.declaration.traffic.sampler}) for a load test"
+        )
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
+    records = rows.iloc[picked].to_dict("records")  # per column: ints stay ints
+    return [{k: _json(v) for k, v in r.items()} for r in records]
 
 
 def write_traffic(rt: Runtime, path: Path) -> int:
-    """Write the request bodies for locust to `path`; returns how many customers they use."""
+    """Write the request bodies for locust to `path`; returns how many there are."""
     p = rt.params.promote.load_test
     if p is None:
         raise InputError("params.yaml has no promote.load_test section")
-    rng = np.random.default_rng(p.seed)
-    customers = known_customers(rt, p.customers, rng)
-    ids = rng.choice(customers, size=REQUESTS)
-    bodies = [
-        {"customer_id": int(c), "requested_amount": a}
-        for c, a in zip(ids, requested_amounts(rng, REQUESTS), strict=True)
-    ]
+    bodies = recent_bodies(rt, p.sample_requests, p.seed)
     path.write_text(json.dumps(bodies))
-    return len(customers)
+    return len(bodies)

@@ -1,1 +1,1 @@
-"""The credit-risk model: data split, pipeline, metrics, safe serialization, MLflow."""
+"""The project's model: data split, pipeline, metrics, safe serialization, MLflow."""

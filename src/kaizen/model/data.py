@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from kaizen.errors import InputError
 from kaizen.params import TrainParams
+from kaizen.project.declaration import Slice
+from kaizen.project.project import EVENT_TIMESTAMP, LABEL
 
-KEYS = ("invoice_id", "customer_id", "event_timestamp")
-LABEL = "label"
+__all__ = [
+    "LABEL",
+    "Inputs",
+    "check_trainable",
+    "holdout_of",
+    "model_inputs",
+    "slice_values",
+    "split_by_time",
+    "trained",
+    "trained_inputs",
+]
 
 
 @dataclass(frozen=True)
@@ -25,9 +39,26 @@ class Inputs:
         return [*self.numeric, *self.categorical]
 
 
-def model_inputs(frame: pd.DataFrame) -> Inputs:
-    """Every column but the keys and the label; text columns are categorical."""
-    columns = [c for c in frame.columns if c not in (*KEYS, LABEL)]
+def trained(model_dir: Path) -> dict[str, Any]:
+    """What train recorded beside the model: its inputs, keys and holdout split."""
+    return json.loads((Path(model_dir) / "train.json").read_text())
+
+
+def trained_inputs(info: dict[str, Any]) -> Inputs:
+    return Inputs(
+        numeric=list(info["inputs"]["numeric"]), categorical=list(info["inputs"]["categorical"])
+    )
+
+
+def holdout_of(frame: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
+    """The rows train held out of `frame` (its training set): the latest event days."""
+    return split_by_time(frame, info["holdout_days"], info["row_id"])[1]
+
+
+def model_inputs(frame: pd.DataFrame, keys: list[str]) -> Inputs:
+    """Every column but the keys (row id, join keys, event time) and the label: a key is
+    never a model input. Text columns are categorical."""
+    columns = [c for c in frame.columns if c not in (*keys, LABEL)]
     categorical = sorted(
         c for c in columns if frame[c].dtype == object or isinstance(frame[c].dtype, pd.StringDtype)
     )
@@ -48,27 +79,46 @@ def check_trainable(frame: pd.DataFrame, p: TrainParams, what: str) -> None:
         )
     if len(frame) < p.min_rows or positives < p.min_positives:
         raise InputError(
-            f"{what} is too small: {len(frame)} rows with {positives} late (train.min_rows={p.min_rows}, "
+            f"{what} is too small: {len(frame)} rows with {positives} positive (train.min_rows={p.min_rows}, "
             f"train.min_positives={p.min_positives})"
         )
 
 
-def split_by_time(frame: pd.DataFrame, holdout_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train on the past, hold out the latest `holdout_days` issue dates: no overlap in time."""
-    frame = frame.sort_values(["event_timestamp", "invoice_id"], kind="stable").reset_index(
-        drop=True
-    )
-    days = frame["event_timestamp"].dt.floor("D")
+def split_by_time(
+    frame: pd.DataFrame, holdout_days: int, row_id: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on the past, hold out the latest `holdout_days` event dates: no overlap in time."""
+    frame = frame.sort_values([EVENT_TIMESTAMP, row_id], kind="stable").reset_index(drop=True)
+    days = frame[EVENT_TIMESTAMP].dt.floor("D")
     first_holdout = days.max() - pd.Timedelta(days=holdout_days - 1)
     held = days >= first_holdout
     return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
 
 
-def tenure_band(tenure_days: pd.Series, edges: list[int]) -> pd.Series:
+def bands(values: pd.Series, edges: list[float], unit: str = "") -> pd.Series:
+    """Numeric values as band names: `<a`, `a-b`, ..., `z+` (missing values in the first)."""
+
+    def num(x: float) -> str:
+        return f"{x:g}{unit}"
+
     labels = [
-        f"<{edges[0]}d",
-        *[f"{a}-{b}d" for a, b in itertools.pairwise(edges)],
-        f"{edges[-1]}d+",
+        f"<{num(edges[0])}",
+        *[f"{num(a)}-{num(b)}" for a, b in itertools.pairwise(edges)],
+        f"{num(edges[-1])}+",
     ]
-    index = np.searchsorted(np.asarray(edges), tenure_days.fillna(0).to_numpy(), side="right")
-    return pd.Series(np.asarray(labels, dtype=object)[index], index=tenure_days.index)
+    index = np.searchsorted(np.asarray(edges), values.fillna(0).to_numpy(float), side="right")
+    return pd.Series(np.asarray(labels, dtype=object)[index], index=values.index)
+
+
+def slice_values(frame: pd.DataFrame, slices: dict[str, Slice]) -> dict[str, pd.Series]:
+    """Each declared slice's value per row: the category, or the numeric band."""
+    out = {}
+    for name, spec in slices.items():
+        if spec.column not in frame.columns:
+            raise InputError(f"slice {name}: column {spec.column!r} is not in the training set")
+        column = frame[spec.column]
+        if spec.edges is None:
+            out[name] = column.astype(object).where(column.notna(), "missing").astype(str)
+        else:
+            out[name] = bands(column, spec.edges, spec.unit)
+    return out

@@ -3,7 +3,7 @@
 Choice of explainer: shap's model-agnostic permutation explainer over the whole pipeline's
 `predict_proba`, with a holdout background sample. TreeExplainer would explain the raw trees'
 log-odds before calibration (an average of per-fold calibrators over different trees), which
-is not the number a customer is judged by. Explaining the served probability keeps SHAP's
+is not the number a request is judged by. Explaining the served probability keeps SHAP's
 additivity honest: base value + contributions = the probability the API returns.
 
 shap masks a numeric matrix, so categorical inputs travel as category codes (NaN = missing)
@@ -90,7 +90,7 @@ class Encoding:
 
 @dataclass(frozen=True)
 class Explained:
-    """SHAP values of P(late) for some rows: `base + values.sum(axis=1) == proba`."""
+    """SHAP values of P(positive) for some rows: `base + values.sum(axis=1) == proba`."""
 
     features: list[str]
     base: np.ndarray  # (rows,)
@@ -115,7 +115,7 @@ class Explained:
 
 
 class ProbabilityExplainer:
-    """Permutation SHAP of a fitted pipeline's P(late), against a fixed background sample."""
+    """Permutation SHAP of a fitted pipeline's P(positive), against a fixed background sample."""
 
     def __init__(self, model: Any, background: pd.DataFrame, inputs: Inputs, seed: int) -> None:
         import shap

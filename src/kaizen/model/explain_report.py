@@ -1,5 +1,5 @@
 """The explainability report of one model: global importance (mean |SHAP|), SHAP values on a
-holdout sample, and the top drivers of example customers, as JSON numbers plus one
+holdout sample, and the top drivers of example rows, as JSON numbers plus one
 self-contained HTML page (plots embedded as PNG data URIs, so it opens anywhere offline)."""
 
 from __future__ import annotations
@@ -13,17 +13,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kaizen.model.data import KEYS, model_inputs
+from kaizen.model.data import Inputs
 from kaizen.model.explain import ProbabilityExplainer
 from kaizen.params import ExplainParams
 
 
 def explain_holdout(
-    model: Any, holdout: pd.DataFrame, p: ExplainParams, threshold: float
+    model: Any,
+    holdout: pd.DataFrame,
+    inputs: Inputs,
+    key_columns: list[str],
+    p: ExplainParams,
+    threshold: float,
+    decisions: tuple[str, str],
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The report's numbers, and the background they were computed against (the API explains
     against the same rows). Background and sample are disjoint seeded draws of the holdout."""
-    inputs = model_inputs(holdout)
     rng = np.random.default_rng(p.seed)
     order = rng.permutation(len(holdout))
     background = holdout.iloc[order[: p.background_rows]]
@@ -35,7 +40,7 @@ def explain_holdout(
         "lowest_risk": int(np.argmin(found.proba)),
         "near_threshold": int(np.argmin(np.abs(found.proba - threshold))),
     }
-    keys = [k for k in KEYS if k in sample.columns]
+    keys = [k for k in key_columns if k in sample.columns]
     report = {
         "explainer": "shap.PermutationExplainer over the calibrated predict_proba",
         "rows": len(sample),
@@ -48,9 +53,9 @@ def explain_holdout(
         "global_importance": found.mean_abs(),
         "examples": {
             name: {
-                **{k: str(sample.at[row, k]) for k in keys},
+                "keys": {k: str(sample.at[row, k]) for k in keys},
                 "probability": round(float(found.proba[row]), 6),
-                "decision": "review" if found.proba[row] >= threshold else "approve",
+                "decision": decisions[1] if found.proba[row] >= threshold else decisions[0],
                 "drivers": found.drivers(row, p.examples_top_k),
             }
             for name, row in examples.items()
@@ -85,7 +90,7 @@ def figures(report: dict[str, Any]) -> dict[str, str]:
     top = report["global_importance"][:15][::-1]
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.barh([r["feature"] for r in top], [r["mean_abs_shap"] for r in top])
-    ax.set(xlabel="mean |SHAP| on P(late)", title="global importance (holdout sample)")
+    ax.set(xlabel="mean |SHAP| on P(positive)", title="global importance (holdout sample)")
     out["importance"] = _png(fig)
 
     shap = report["shap_values"]
@@ -98,7 +103,7 @@ def figures(report: dict[str, Any]) -> dict[str, str]:
         ax.scatter(column, y + jitter.uniform(-0.2, 0.2, len(column)), s=6, alpha=0.5)
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_yticks(range(len(names)), names)
-    ax.set(xlabel="SHAP value (change in P(late))", title="SHAP values per row")
+    ax.set(xlabel="SHAP value (change in P(positive))", title="SHAP values per row")
     out["shap_values"] = _png(fig)
 
     for name, example in report["examples"].items():
@@ -111,8 +116,8 @@ def figures(report: dict[str, Any]) -> dict[str, str]:
         )
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set(
-            xlabel="contribution to P(late)",
-            title=f"{name.replace('_', ' ')}: P(late) {example['probability']:.3f}",
+            xlabel="contribution to P(positive)",
+            title=f"{name.replace('_', ' ')}: P(positive) {example['probability']:.3f}",
         )
         out[name] = _png(fig)
     return out
@@ -131,13 +136,13 @@ def render_html(report: dict[str, Any], title: str) -> str:
     )
     examples = []
     for name, ex in report["examples"].items():
-        who = ", ".join(f"{k} {esc(ex[k])}" for k in KEYS if k in ex)
+        who = ", ".join(f"{k} {esc(v)}" for k, v in ex.get("keys", {}).items())
         drivers = "".join(
             f"<tr><td>{esc(d['feature'])}</td><td>{d['contribution']:+.4f}</td></tr>"
             for d in ex["drivers"]
         )
         examples.append(
-            f"<h3>{esc(name.replace('_', ' '))}</h3><p>{who}: P(late) {ex['probability']:.4f},"
+            f"<h3>{esc(name.replace('_', ' '))}</h3><p>{who}: P(positive) {ex['probability']:.4f},"
             f" decision <b>{esc(ex['decision'])}</b></p>{img(name)}"
             f"<table><tr><th>feature</th><th>contribution</th></tr>{drivers}</table>"
         )
@@ -150,7 +155,7 @@ def render_html(report: dict[str, Any], title: str) -> str:
         f" {report['base_value']:.4f}; decision threshold {report['decision_threshold']}.</p>"
         f"<h2>Global importance</h2>{img('importance')}{img('shap_values')}"
         f"<table><tr><th>feature</th><th>mean |SHAP|</th></tr>{rows}</table>"
-        f"<h2>Example customers</h2>{''.join(examples)}</body></html>"
+        f"<h2>Examples</h2>{''.join(examples)}</body></html>"
     )
 
 

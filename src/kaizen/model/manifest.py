@@ -59,11 +59,18 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def suite_versions(rt: Runtime) -> dict[str, str]:
-    from kaizen.quality.suites import suite_version
+def suite_versions(rt: Runtime, feature_service: str) -> dict[str, str]:
+    """The suites the training data passed: every source's raw gate and the feature gate of
+    each view the model's service reads (not every file in the folder)."""
+    from kaizen.quality.suites import feature_suite_name, raw_suite_name, suite_version
 
+    names = [raw_suite_name(s) for s in rt.catalog.names]
+    names += [feature_suite_name(v) for v in rt.schema.service(feature_service).views]
     folder = rt.settings.expectations_dir / "expectations"
-    return {p.stem: suite_version(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))}
+    return {
+        name: suite_version(json.loads((folder / f"{name}.json").read_text()))
+        for name in sorted(names)
+    }
 
 
 def build(
@@ -81,7 +88,7 @@ def build(
         "training_set_first_issued": description["first_issued"],
         "feature_service": service.name,
         "feature_service_version": (service.tags or {}).get("version", ""),
-        "gx_suites": suite_versions(rt),
+        "gx_suites": suite_versions(rt, service.name),
         "holdout": {
             k: metrics.get(k)
             for k in ("roc_auc", "pr_auc", "brier", "log_loss", "rows", "positives")

@@ -32,7 +32,7 @@ def score(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     return {
         "rows": len(y),
         "positives": int(y.sum()),
-        "late_rate": _clean(y.mean()) if len(y) else None,
+        "positive_rate": _clean(y.mean()) if len(y) else None,
         "roc_auc": _clean(roc_auc_score(y, p)) if both else None,
         "pr_auc": _clean(average_precision_score(y, p)) if both else None,
         "brier": _clean(brier_score_loss(y, p)) if len(y) else None,

@@ -131,7 +131,7 @@ class OnnxModel:
 
 
 def parity(model: Any, onnx_model: OnnxModel, frame: pd.DataFrame) -> float:
-    """The largest |P(late) from ONNX Runtime - P(late) from scikit-learn| over `frame`."""
+    """The largest |P from ONNX Runtime - P from scikit-learn| over `frame`."""
     if frame.empty:
         return 0.0
     ours = model.predict_proba(frame[onnx_model.inputs.all])[:, 1]

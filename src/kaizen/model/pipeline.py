@@ -1,6 +1,6 @@
 """The model: one scikit-learn Pipeline with its preprocessing inside, so serving needs nothing else.
 
-Gradient-boosted trees (missing values handled natively), late payers weighted up, then
+Gradient-boosted trees (missing values handled natively), the rare class weighted up, then
 calibrated on time-ordered folds so a score reads as a probability.
 """
 
@@ -25,7 +25,7 @@ MISSING_TEXT = "missing"  # what a missing categorical input is encoded as
 def calibration_split(frame: pd.DataFrame, inputs: Inputs, folds: int) -> TimeSeriesSplit:
     """Time-ordered calibration folds whose first training part has a value of every numeric
     input. In a young history a ratio can be missing for everyone in the earliest rows (no
-    invoice resolved yet), and the trees cannot bin a column with no value at all; shrinking
+    outcome known yet), and the trees cannot bin a column with no value at all; shrinking
     the test folds moves the first cut later. Refuses, in one line, when no cut works."""
     n = len(frame)
     seen = frame[inputs.numeric].notna().to_numpy().cumsum(axis=0) > 0  # row i: seen by then

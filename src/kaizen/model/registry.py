@@ -12,7 +12,7 @@ def client(rt: Runtime) -> Any:
 
     from kaizen.model import tracking
 
-    tracking.configure(rt.settings, rt.params.register_.experiment)
+    tracking.configure(rt.settings, rt.experiment)
     return MlflowClient()
 
 
@@ -21,7 +21,7 @@ def latest_version(rt: Runtime) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        versions = client(rt).search_model_versions(f"name = '{rt.params.register_.model_name}'")
+        versions = client(rt).search_model_versions(f"name = '{rt.model_name}'")
     except MlflowException:
         return None
     return max(versions, key=lambda v: int(v.version), default=None)

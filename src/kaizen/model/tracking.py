@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Any
 
 from kaizen.config import Settings
 
+# The first use of a SQLite store creates its tables; two threads doing it at once (the
+# prediction API loads several projects' models in the background) fail with "already exists".
+_CONFIGURE = threading.Lock()
+
 
 def tracking_uri(settings: Settings) -> str:
-    from kaizen.platform.layout import mlflow_backend_store_uri
+    from kaizen.ops.layout import mlflow_backend_store_uri
 
     return settings.mlflow_tracking_uri or mlflow_backend_store_uri(settings)
 
 
 def artifact_root(settings: Settings) -> str:
-    from kaizen.platform.layout import mlflow_artifacts_destination
+    from kaizen.ops.layout import mlflow_artifacts_destination
 
     return mlflow_artifacts_destination(settings)
 
@@ -44,12 +49,13 @@ def configure(settings: Settings, experiment: str) -> Any:
         ensure_database(uri)
     if uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(uri[len("sqlite:///") :]), exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found
-    location = f"{artifact_root(settings).rstrip('/')}/{experiment}"
-    with contextlib.suppress(mlflow.exceptions.MlflowException):  # created concurrently: use theirs
-        mlflow.create_experiment(experiment, artifact_location=location)
-    return mlflow.get_experiment_by_name(experiment)
+    with _CONFIGURE:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            return found
+        location = f"{artifact_root(settings).rstrip('/')}/{experiment}"
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # another process made it
+            mlflow.create_experiment(experiment, artifact_location=location)
+        return mlflow.get_experiment_by_name(experiment)

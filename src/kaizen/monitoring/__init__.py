@@ -2,11 +2,11 @@
 
 One module per question, each a pure-ish function over frames read from the lake:
 
-* `window`      the current window: invoices issued in the last days with the features the
+* `window`      the current window: the project's requests of the last days with the features the
                 model saw (served, from the prediction log) or would have seen (offline PIT);
 * `reference`   the champion's training reference: its frozen holdout, logged with the version;
 * `drift`       data drift per input and prediction drift (PSI + KS / chi-squared, evidently);
-* `business`    the 30-day late rate from delayed labels;
+* `business`    the positive rate from delayed labels;
 * `quality`     live ROC AUC / Brier per model version on delayed labels;
 * `skew`        logged (online) features vs an offline recomputation for the same request;
 * `freshness`   the newest published day per feature view vs its SLO;

@@ -1,6 +1,6 @@
 """Breaches and their alerts: to the log and a webhook, once per breach episode.
 
-A breach has a stable key (`data_drift.v3`, `late_rate`, `freshness.customer_profile`) and
+A breach has a stable key (`data_drift.v3`, `positive_rate`, `freshness.<view>`) and
 an episode that starts on the first day it is seen and lasts while every following run
 sees it again. An alert is sent when an episode starts, never again for that episode: the
 claim is an immutable record `records/alerts/<key>-<since>` created before sending, so a
@@ -27,9 +27,9 @@ KIND = "alerts"
 @dataclass
 class Breach:
     key: str
-    kind: str  # data_drift, prediction_drift, late_rate, quality, skew, freshness
+    kind: str  # data_drift, prediction_drift, positive_rate, quality, skew, freshness
     message: str
-    actionable: bool  # may request a retrain (drift, late rate); the others need a person
+    actionable: bool  # may request a retrain (drift, positive rate); the others need a person
     since: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 

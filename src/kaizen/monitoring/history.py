@@ -24,7 +24,7 @@ COLUMNS = SCHEMA.names
 
 
 def partition(rt: Runtime, ds: str) -> Partition:
-    return Partition(LAYER, rt.params.register_.model_name, ds)
+    return Partition(LAYER, rt.model_name, ds)
 
 
 def rows_of(ds: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -46,9 +46,9 @@ def rows_of(ds: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     add("data_drift", "all", "share", drift.get("share"))
     pred = metrics.get("prediction_drift") or {}
     add("prediction_drift", "probability", "psi", pred.get("psi"))
-    late = metrics.get("late_rate") or {}
-    add("late_rate", "all", "rate", late.get("rate"))
-    add("late_rate", "all", "labels", late.get("labels"))
+    positive = metrics.get("positive_rate") or {}
+    add("positive_rate", "all", "rate", positive.get("rate"))
+    add("positive_rate", "all", "labels", positive.get("labels"))
     for version, q in (metrics.get("quality") or {}).items():
         for metric in ("roc_auc", "brier", "rows"):
             add("quality", f"v{version}", metric, q.get(metric))
@@ -68,7 +68,7 @@ def write(rt: Runtime, ds: str, metrics: dict[str, Any], html: str) -> str:
     rt.lake.write(
         part,
         pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False),
-        meta={"kind": "monitoring", "model": rt.params.register_.model_name},
+        meta={"kind": "monitoring", "model": rt.model_name},
         attachments={"metrics.json": body.encode(), "report.html": html.encode()},
     )
     return rt.lake.url(f"{part.relpath}/report.html")
@@ -76,7 +76,7 @@ def write(rt: Runtime, ds: str, metrics: dict[str, Any], html: str) -> str:
 
 def history(rt: Runtime, ds: str, days: int) -> pd.DataFrame:
     """The long rows of the runs in the `days` before `ds` (today's are added by the caller)."""
-    name = rt.params.register_.model_name
+    name = rt.model_name
     first = (pd.Timestamp(ds) - pd.Timedelta(days=days)).date().isoformat()
     dates = [d for d in rt.lake.partitions(LAYER, name) if first <= d < ds]
     table = rt.lake.read_many(LAYER, name, dates)
@@ -85,7 +85,7 @@ def history(rt: Runtime, ds: str, days: int) -> pd.DataFrame:
 
 def previous_metrics(rt: Runtime, ds: str) -> dict[str, Any] | None:
     """The metrics of the newest run before `ds` (None on the first run)."""
-    dates = [d for d in rt.lake.partitions(LAYER, rt.params.register_.model_name) if d < ds]
+    dates = [d for d in rt.lake.partitions(LAYER, rt.model_name) if d < ds]
     if not dates:
         return None
     blob = rt.lake.read_attachment(partition(rt, dates[-1]), "metrics.json")

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from kaizen.serving.predictions import SCHEMA, read_predictions
+from kaizen.serving.predictions import log_schema, read_predictions
 
-__all__ = ["SCHEMA", "logged_features", "read_predictions", "served"]
+__all__ = ["log_schema", "logged_features", "read_predictions", "served"]
 
 
 def served(predictions: pd.DataFrame) -> pd.DataFrame:

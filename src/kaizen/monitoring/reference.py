@@ -4,7 +4,7 @@ Why the holdout and not the whole training set: it is stored with the version it
 (`evaluation/holdout.parquet`, what the gates judged it on), so the reference of any version
 can be rebuilt at any time from the registry alone, and it is the newest slice of what the
 model learned from (the training set file is a DVC output that may not be on this machine).
-Its rows are invoices at issue time, the same population as the current window.
+Its rows are labelled rows at their event time, the same population as the current window.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kaizen.promotion.models import Version, by_alias, holdout_of, load
+from kaizen.model.versions import Version, by_alias, holdout_of, load
 from kaizen.runtime import Runtime
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-PLOT_IDS = ("drift-today", "drift-trend", "late-rate", "quality", "scores")
+PLOT_IDS = ("drift-today", "drift-trend", "positive-rate", "quality", "scores")
 
 
 def _pyplot() -> Any:
@@ -98,10 +98,10 @@ def drift_trend(trend: pd.DataFrame, threshold: float) -> str:
     return _img("drift-trend", "Drift per input over time (PSI)", _png(fig))
 
 
-def late_rate_plot(daily: pd.DataFrame, trend: pd.DataFrame, threshold: float) -> str:
-    rolling = trend[(trend["section"] == "late_rate") & (trend["metric"] == "rate")]
+def positive_rate_plot(daily: pd.DataFrame, trend: pd.DataFrame, threshold: float) -> str:
+    rolling = trend[(trend["section"] == "positive_rate") & (trend["metric"] == "rate")]
     if daily.empty and rolling.empty:
-        return _note("late-rate", "No final labels yet: the late rate is ~30 days behind requests.")
+        return _note("positive-rate", "No final labels yet: labels are final only after a delay.")
     fig, ax = _figure()
     if not daily.empty:
         ax.bar(pd.to_datetime(daily["day"]), daily["rate"], color="#aed6f1", label="daily")
@@ -118,10 +118,10 @@ def late_rate_plot(daily: pd.DataFrame, trend: pd.DataFrame, threshold: float) -
     ax.axhline(
         threshold, color="#c0392b", linestyle="--", linewidth=1, label=f"alert {threshold:.0%}"
     )
-    ax.set_ylabel("late rate (by the day labels became final)")
+    ax.set_ylabel("positive rate (by the day labels became final)")
     ax.legend(loc="upper left", fontsize=7)
     _days_axis(ax, pd.concat([daily["day"], rolling["ds"]]) if not rolling.empty else daily["day"])
-    return _img("late-rate", "30-day late rate", _png(fig))
+    return _img("positive-rate", "Positive rate of final labels", _png(fig))
 
 
 def quality_plot(trend: pd.DataFrame) -> str:
@@ -140,14 +140,14 @@ def quality_plot(trend: pd.DataFrame) -> str:
     return _img("quality", "Live quality of champion and challenger on delayed labels", _png(fig))
 
 
-def scores_plot(reference: Any, current: Any) -> str:
+def scores_plot(reference: Any, current: Any, positive: str = "the positive label") -> str:
     if reference is None or current is None or len(current) == 0:
         return _note("scores", "Prediction drift: no live traffic yet.")
     fig, ax = _figure()
     bins = [i / 40 for i in range(41)]
     ax.hist(reference, bins=bins, density=True, alpha=0.5, label="holdout (reference)")
     ax.hist(current, bins=bins, density=True, alpha=0.5, label="served (current)")
-    ax.set_xlabel("champion probability of paying 30+ days late")
+    ax.set_xlabel(f"champion probability: {positive}")
     ax.legend()
     return _img("scores", "Prediction drift: served scores vs the holdout", _png(fig))
 
@@ -181,10 +181,11 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 def render(
     metrics: dict[str, Any],
     trend: pd.DataFrame,
-    daily_late: pd.DataFrame,
+    daily_positive: pd.DataFrame,
     reference_scores: Any,
     current_scores: Any,
     plots: bool = True,
+    positive: str = "positive",
 ) -> str:
     """The day's page. Without `plots` every figure is a note (the tables are all there):
     drawing them is most of the page's cost, and a long simulated run needs them only some days."""
@@ -241,10 +242,19 @@ def render(
             [metrics.get("prediction_drift") or {}],
             ["judged", "psi", "p_value", "reference_mean", "current_mean", "breach", "reason"],
         ),
-        plot("scores", scores_plot, reference_scores, current_scores),
-        "<h2>Business metric: 30-day late rate</h2>",
-        _table([metrics["late_rate"]], ["window", "labels", "late", "rate", "threshold", "breach"]),
-        plot("late-rate", late_rate_plot, daily_late, trend, p["late_rate_alert"]),
+        plot("scores", scores_plot, reference_scores, current_scores, positive),
+        f"<h2>Business metric: positive rate ({html.escape(positive)})</h2>",
+        _table(
+            [metrics["positive_rate"]],
+            ["window", "labels", "positives", "rate", "threshold", "breach"],
+        ),
+        plot(
+            "positive-rate",
+            positive_rate_plot,
+            daily_positive,
+            trend,
+            p["positive_rate_alert"],
+        ),
         "<h2>Live model quality</h2>",
         _table(
             [{"version": k, **v} for k, v in (metrics.get("quality") or {}).items()],

@@ -1,6 +1,6 @@
 """Training-serving skew: the features a prediction was made with vs an offline recomputation.
 
-Each logged request (customer, instant, requested amount) is joined point in time again with
+Each logged request (join keys, instant, request fields) is joined point in time again with
 the model's feature service, the way training sets are built. Per input the share of
 requests whose logged value differs from the recomputed one is reported: numbers differ when
 `|a - b| > skew_tolerance * max(1, |b|)`, text when unequal, and a value present on one side
@@ -19,7 +19,7 @@ from kaizen.monitoring.predictions import logged_features
 from kaizen.monitoring.window import offline_features
 from kaizen.params import MonitorParams
 from kaizen.runtime import Runtime
-from kaizen.transforms.views import ENTITY, EVENT_TIMESTAMP
+from kaizen.transforms.contract import EVENT_TIMESTAMP
 
 MAX_ROWS = 5000  # a day's sample is plenty to see a systematic difference
 
@@ -40,22 +40,18 @@ def mismatches(logged: pd.Series, offline: pd.Series, tolerance: float) -> np.nd
 
 
 def skew(
-    rt: Runtime, predictions: pd.DataFrame, inputs: list[str], p: MonitorParams
+    rt: Runtime, predictions: pd.DataFrame, inputs: list[str], service: str, p: MonitorParams
 ) -> dict[str, Any]:
     """Mismatch share per input over the logged requests (one row per request)."""
     requests = predictions.drop_duplicates("request_id").head(MAX_ROWS).reset_index(drop=True)
     if requests.empty:
         return {"judged": False, "reason": "no live traffic yet", "rows": 0, "features": {}}
     logged = logged_features(requests)
-    entity = pd.DataFrame(
-        {
-            "request_id": requests["request_id"].to_numpy(),
-            ENTITY: requests["customer_id"].to_numpy(),
-            EVENT_TIMESTAMP: requests["ts"].to_numpy(),
-            "requested_amount": requests["requested_amount"].to_numpy(),
-        }
+    asked = [*rt.project.join_keys, *rt.project.request_fields]
+    entity = requests[["request_id", *asked]].assign(**{EVENT_TIMESTAMP: requests["ts"]})
+    offline = (
+        offline_features(rt, entity, service).set_index("request_id").loc[entity["request_id"]]
     )
-    offline = offline_features(rt, entity).set_index("request_id").loc[entity["request_id"]]
     features = {}
     for name in inputs:
         if name not in offline.columns:

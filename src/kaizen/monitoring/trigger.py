@@ -26,7 +26,6 @@ from kaizen.logs import get_logger
 from kaizen.monitoring.alerts import Breach
 from kaizen.records import RecordStore
 from kaizen.runtime import Runtime
-from kaizen.transforms.views import VIEWS
 
 log = get_logger(__name__)
 KIND = "retrain_requests"
@@ -37,7 +36,7 @@ def quarantined(rt: Runtime, days: list[str]) -> list[str]:
     return [
         f"{name} {ds}"
         for ds in days
-        for name in (*rt.catalog.names, *VIEWS)
+        for name in (*rt.catalog.names, *rt.schema.views)
         if rt.lake.exists(Partition("quarantine", name, ds))
     ]
 

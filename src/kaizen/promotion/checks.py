@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from kaizen.model.data import LABEL, tenure_band
+from kaizen.model.data import LABEL, slice_values
 from kaizen.params import PromoteParams
+from kaizen.project.declaration import Slice
 
 
 @dataclass
@@ -112,21 +113,44 @@ def non_inferior(y: np.ndarray, new: np.ndarray, old: np.ndarray | None, p: Prom
     return Check("non_inferiority", not problems, detail, {**ci, "brier_delta": brier_delta})
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What the project adds to the gates: its slices and the score's expected behaviour.
+    Recorded with each decision, so a replay judges by the rules it was judged by."""
+
+    slices: dict[str, Slice]
+    monotone_increasing: list[str]
+    invariant_to: list[str]
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "slices": {k: v.model_dump() for k, v in self.slices.items()},
+            "monotone_increasing": list(self.monotone_increasing),
+            "invariant_to": list(self.invariant_to),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Rules:
+        return cls(
+            {k: Slice.model_validate(v) for k, v in record["slices"].items()},
+            list(record["monotone_increasing"]),
+            list(record["invariant_to"]),
+        )
+
+
 def slices(
     frame: pd.DataFrame,
     new: np.ndarray,
     old: np.ndarray | None,
     p: PromoteParams,
-    tenure_edges: list[int],
+    specs: dict[str, Slice],
 ) -> Check:
-    """No region or tenure band loses more ROC AUC than the tolerance (where it can be measured)."""
+    """No value of a declared slice loses more ROC AUC than the tolerance (where it can be
+    measured)."""
     if old is None:
         return Check("slices", True, "no champion yet: nothing to compare with")
     y = frame[LABEL].to_numpy()
-    groups = {
-        "region": frame["region"].fillna("missing").astype(str),
-        "tenure_band": tenure_band(frame["tenure_days"], tenure_edges),
-    }
+    groups = slice_values(frame, specs)
     values, regressions = {}, []
     for column, labels in groups.items():
         for value in sorted(labels.unique()):
@@ -148,12 +172,13 @@ def slices(
     return Check("slices", not regressions, detail, values)
 
 
-def behaviour(score: Any, frame: pd.DataFrame, p: PromoteParams) -> Check:
-    """More of a risk signal never lowers the score; fields that are not inputs never move it."""
+def behaviour(score: Any, frame: pd.DataFrame, p: PromoteParams, rules: Rules) -> Check:
+    """More of a declared signal never lowers the score; fields that are not inputs (the keys
+    and `invariant_to`) never move it."""
     sample = frame.head(p.behaviour.sample_rows).reset_index(drop=True)
     base = score(sample)
     problems, values = [], {}
-    for column in p.behaviour.monotone_increasing:
+    for column in rules.monotone_increasing:
         if column not in sample.columns:
             problems.append(f"{column} missing from the holdout")
             continue
@@ -164,7 +189,7 @@ def behaviour(score: Any, frame: pd.DataFrame, p: PromoteParams) -> Check:
         values[f"monotone:{column}"] = drops
         if drops:
             problems.append(f"raising {column} lowered {drops} of {len(sample)} scores")
-    for column in p.behaviour.invariant_to:
+    for column in rules.invariant_to:
         if column not in sample.columns:
             continue
         shuffled = sample.copy()

@@ -40,15 +40,15 @@ def move(
     from kaizen.model.registry import client
 
     registry = client(rt)
-    name = rt.params.register_.model_name
+    name = rt.model_name
     replaced = None
     if to_alias:
-        from kaizen.promotion.models import by_alias
+        from kaizen.model.versions import by_alias
 
         replaced = by_alias(rt, to_alias)
         registry.set_registered_model_alias(name, to_alias, version)
     if from_alias and from_alias != to_alias:
-        from kaizen.promotion.models import by_alias
+        from kaizen.model.versions import by_alias
 
         if by_alias(rt, from_alias) == version:
             registry.delete_registered_model_alias(name, from_alias)

@@ -36,7 +36,7 @@ def run(rt: Runtime, version: str) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="kaizen-load-gate-") as tmp:
             traffic = Path(tmp) / "traffic.json"
-            customers = write_traffic(rt, traffic)
+            sample_requests = write_traffic(rt, traffic)
             with pinned_api(rt.settings, version, cores.server, p.startup_timeout_seconds) as (
                 url,
                 token,
@@ -45,7 +45,7 @@ def run(rt: Runtime, version: str) -> dict[str, Any]:
     except KaizenError as exc:
         log.warning("load gate for v%s could not run: %s", version, exc)
         return {"error": str(exc)}
-    figures = {**result.to_dict(), "customers": customers, "p99_budget_ms": p.p99_ms}
+    figures = {**result.to_dict(), "sample_requests": sample_requests, "p99_budget_ms": p.p99_ms}
     log.info("load gate v%s: %s", version, result.summary())
     return figures
 

@@ -1,13 +1,13 @@
 """The production gate: the `challenger` becomes `champion` only if it is as good live.
 
 While it is the challenger, the prediction API runs it in shadow (it scores every request
-beside the champion) or as a canary (it serves a stable share of customers); every score is
+beside the champion) or as a canary (it serves a stable share of entities); every score is
 in the prediction log with the request's features. After `bake_days` the gate judges it on:
 
-* live quality: the logged requests whose late-or-not label is final now but was not yet
-  final at the challenger's training-set cutoff, so it is never judged on an invoice it
-  learned from (labels arrive 30+ days after an invoice: this evidence always lags the
-  traffic, by design). Both models are scored
+* live quality: the logged requests whose label is final now but was not yet final at the
+  challenger's training-set cutoff, so it is never judged on a row it learned from (labels
+  arrive after the project's label delay: this evidence always lags the traffic, by
+  design). Both models are scored
   on the same requests, paired: a model's logged score where it scored the request, else
   the model re-scored on the features the request was served with. The challenger must not
   be worse than the champion by more than the margin (paired bootstrap CI of ROC AUC);
@@ -33,10 +33,10 @@ import pandas as pd
 
 from kaizen.logs import get_logger
 from kaizen.model import metrics
+from kaizen.model.versions import Version, by_alias, load, manifest
 from kaizen.monitoring.predictions import logged_features
 from kaizen.params import PromoteParams
 from kaizen.promotion import checks, ledger, load_gate
-from kaizen.promotion.models import Version, by_alias, load, manifest
 from kaizen.promotion.staging import KIND, Decision
 from kaizen.records import RecordStore
 from kaizen.runtime import Runtime
@@ -54,24 +54,29 @@ def since_alias(rt: Runtime, version: str, alias: str) -> dt.datetime | None:
 
 
 def live_labels(rt: Runtime, now: dt.datetime, known_at: pd.Timestamp) -> pd.DataFrame:
-    """invoice_id -> label for the invoices whose label is final at `now` but was not at
-    `known_at` (the same definition of final as the training set's). `now` is capped at the
-    close of the newest payments day in the lake: an invoice paid after that is not known to
-    be paid yet, and must not be taken for late."""
-    from kaizen.stages.training_set import labelled_invoices
-    from kaizen.transforms.views import as_of
+    """<row id> -> label for the rows whose label is final at `now` but was not at
+    `known_at` (the label hook's definition of final, as the training set's). `now` is capped
+    at the close of the newest day of the label's sources in the lake: an outcome after that
+    is not known yet, and must not be taken for one."""
+    from kaizen.labels import FINAL_TS, label_rows
+    from kaizen.transforms.contract import as_of
 
-    empty = pd.DataFrame({"invoice_id": pd.Series(dtype=str), LABEL: pd.Series(dtype="int64")})
-    dates = [d for d in rt.lake.partitions("silver", "payments") if d <= now.date().isoformat()]
-    table = rt.lake.read_many("silver", "payments", dates) if dates else None
-    if table is None:
+    row_id = rt.project.row_id
+    empty = pd.DataFrame({row_id: pd.Series(dtype=str), LABEL: pd.Series(dtype="int64")})
+    newest = [
+        max(days)
+        for source in rt.project.declaration.label.sources
+        if (
+            days := [d for d in rt.lake.partitions("silver", source) if d <= now.date().isoformat()]
+        )
+    ]
+    if not newest:
         return empty
-    payments = table.to_pandas()
-    late_after = rt.params.featurize.late_after_days
-    final = labelled_invoices(payments, min(pd.Timestamp(now), as_of(dates[-1])), late_after)
-    before = labelled_invoices(payments, known_at, late_after)["invoice_id"]
-    fresh = final[~final["invoice_id"].isin(before)]
-    return fresh[["invoice_id", LABEL]].astype({"invoice_id": str})
+    last = min(newest)
+    cap = min(pd.Timestamp(now), as_of(last))
+    rows = label_rows(rt, last)
+    fresh = rows[(rows[FINAL_TS] <= cap) & (rows[FINAL_TS] > known_at)]
+    return fresh[[row_id, LABEL]].astype({row_id: str}).reset_index(drop=True)
 
 
 def _scores(
@@ -101,12 +106,14 @@ def paired_evidence(
     labels: pd.DataFrame,
     champion: Version,
     challenger: Version,
+    row_id: str,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """One row per labelled live request both models can be scored on: request_id, label,
-    champion and challenger scores."""
-    ok = predictions[predictions["error"].isna() & predictions["invoice_id"].notna()]
+    champion and challenger scores. Requests and labels meet on the project's row id."""
+    ok = predictions[predictions["error"].isna() & predictions[row_id].notna()]
     served = ok[ok["role"] == "served"].drop_duplicates("request_id")
-    requests = served.merge(labels, on="invoice_id", how="inner").reset_index(drop=True)
+    served = served.assign(**{row_id: served[row_id].astype(str)})
+    requests = served.merge(labels, on=row_id, how="inner").reset_index(drop=True)
     old, old_rescored = _scores(ok, champion, requests)
     new, new_rescored = _scores(ok, challenger, requests)
     both = old.notna() & new.notna()
@@ -164,8 +171,8 @@ def judge(
         checks.Check(
             "live_evidence",
             enough,
-            f"{len(y)} labelled live requests ({positives} late); need {prod.min_labelled} "
-            f"with {prod.min_positives} late and some on time",
+            f"{len(y)} labelled live requests ({positives} positive); need {prod.min_labelled} "
+            f"with {prod.min_positives} positive and some negative",
             {"rows": len(y), "positives": positives},
         ),
     ]
@@ -287,7 +294,7 @@ def production(rt: Runtime, now: dt.datetime | None = None) -> Decision:
         "id": decision_id,
         "gate": "production",
         "time": now.isoformat(),
-        "model": rt.params.register_.model_name,
+        "model": rt.model_name,
         "challenger": number,
         "challenger_run": challenger.run_id,
         "champion": champion_number,
@@ -311,13 +318,14 @@ def production(rt: Runtime, now: dt.datetime | None = None) -> Decision:
     age = now - since
     baked = age >= dt.timedelta(days=p.production.bake_days)
     expired = age >= dt.timedelta(days=p.production.max_bake_days)
-    from kaizen.transforms.views import as_of
+    from kaizen.transforms.contract import as_of
 
     cutoff = str(manifest(challenger)["training_set_cutoff"])
-    window = dt.timedelta(days=p.production.max_bake_days + rt.params.featurize.late_after_days)
+    delay = rt.project.declaration.label.max_delay_days
+    window = dt.timedelta(days=p.production.max_bake_days + delay)
     predictions = read_predictions(rt, start_ds=(since - window).date().isoformat())
     labels = live_labels(rt, now, as_of(cutoff))
-    evidence, counts = paired_evidence(predictions, labels, champion, challenger)
+    evidence, counts = paired_evidence(predictions, labels, champion, challenger, rt.project.row_id)
     in_bake = predictions[predictions["ts"] >= pd.Timestamp(since)]
     errors = error_rates(in_bake, champion_number, number)
     verdict, found = judge(evidence, errors, p, baked, expired)

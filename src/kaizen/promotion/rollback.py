@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Any
 
 from kaizen.errors import InputError
+from kaizen.model.versions import by_alias
 from kaizen.promotion import ledger
-from kaizen.promotion.models import by_alias
 from kaizen.runtime import Runtime
 
 
@@ -22,7 +22,7 @@ def ensure_feature_service(rt: Runtime, name: str) -> None:
         store.get_feature_service(name, allow_cache=False)
         return
     except FeatureServiceNotFoundException:
-        apply(rt.settings)
+        apply(rt.settings, force=True)  # the registry lacks what the repo may hold
     try:
         open_store(rt.settings, require_applied=False).get_feature_service(name, allow_cache=False)
     except FeatureServiceNotFoundException:
@@ -39,7 +39,7 @@ def rollback(rt: Runtime, now: dt.datetime | None = None) -> dict[str, Any]:
     previous, _ = ledger.previous_champion(rt)
     if previous == current:
         raise InputError(f"v{previous} is already the champion")
-    version = client(rt).get_model_version(rt.params.register_.model_name, previous)
+    version = client(rt).get_model_version(rt.model_name, previous)
     service = version.tags.get("kaizen.feature_service")
     if not service:
         raise InputError(

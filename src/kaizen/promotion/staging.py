@@ -16,17 +16,15 @@ import numpy as np
 import pandas as pd
 
 from kaizen.errors import InputError
-from kaizen.lake import Partition
+from kaizen.lake import PUBLISHED, Partition
 from kaizen.logs import get_logger
 from kaizen.model import metrics
 from kaizen.model.data import LABEL
+from kaizen.model.versions import Version, by_alias, holdout_of, load, manifest
 from kaizen.params import PromoteParams
 from kaizen.promotion import checks, ledger
-from kaizen.promotion.models import Version, by_alias, holdout_of, load, manifest
 from kaizen.records import RecordStore
 from kaizen.runtime import Runtime
-from kaizen.stages.validate_features import PUBLISHED
-from kaizen.transforms.views import VIEWS
 
 log = get_logger(__name__)
 KIND = "decisions"
@@ -57,14 +55,26 @@ def training_days(rt: Runtime, version: Version) -> dict[str, dict[str, Any]]:
         ds = (first + dt.timedelta(days=i)).isoformat()
         held = [
             name
-            for name in (*rt.catalog.names, *VIEWS)
+            for name in (*rt.catalog.names, *rt.schema.views)
             if rt.lake.exists(Partition("quarantine", name, ds))
         ]
         days[ds] = {
-            "published": all(rt.lake.exists(Partition(PUBLISHED, v, ds)) for v in VIEWS),
+            "published": all(rt.lake.exists(Partition(PUBLISHED, v, ds)) for v in rt.schema.views),
             "quarantined": held,
         }
     return days
+
+
+def project_rules(rt: Runtime) -> checks.Rules:
+    """The project's slices (kaizen.yaml), monotone inputs (train) and invariants: the keys
+    are never inputs, so they must never move a score."""
+    keys = rt.project.key_columns
+    extra = [c for c in rt.params.promote.behaviour.invariant_to if c not in keys]
+    return checks.Rules(
+        dict(rt.project.declaration.slices),
+        list(rt.params.train.monotone_increasing),
+        [*keys, *extra],
+    )
 
 
 def evaluate_checks(
@@ -73,7 +83,7 @@ def evaluate_checks(
     old: np.ndarray | None,
     score_new: Any,
     p: PromoteParams,
-    tenure_edges: list[int],
+    rules: checks.Rules,
     measured: dict[str, Any],
 ) -> list[checks.Check]:
     """Every check from the evidence; `measured` holds what depends on the machine or the lake
@@ -93,8 +103,8 @@ def evaluate_checks(
     return [
         checks.floors(metrics.score(y, new), p),
         checks.non_inferior(y, new, old, p),
-        checks.slices(holdout, new, old, p, tenure_edges),
-        checks.behaviour(score_new, holdout, p),
+        checks.slices(holdout, new, old, p, rules.slices),
+        checks.behaviour(score_new, holdout, p, rules),
         checks.budget(measured["latency_p99_ms"], measured["size_bytes"], p),
         checks.data_validated(measured["training_days"]),
     ]
@@ -134,20 +144,19 @@ def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None =
         "size_bytes": new_version.size_bytes,
         "training_days": training_days(rt, new_version),
     }
-    results = evaluate_checks(
-        holdout, new, old, new_version.score, p, rt.params.evaluate.tenure_bands_days, measured
-    )
+    rules = project_rules(rt)
+    results = evaluate_checks(holdout, new, old, new_version.score, p, rules, measured)
     verdict = "promote" if all(c.passed for c in results) else "reject"
     decision_id = f"staging-v{number}-{now:%Y%m%dT%H%M%S}"
     record = {
         "id": decision_id,
         "gate": "staging",
         "time": now.isoformat(),
-        "model": rt.params.register_.model_name,
+        "model": rt.model_name,
         "candidate": number,
         "champion": old_version.number if old_version else None,
         "params": p.model_dump(),
-        "tenure_bands_days": rt.params.evaluate.tenure_bands_days,
+        "rules": rules.to_record(),
         "holdout": {
             "rows": len(holdout),
             "positives": int(holdout[LABEL].sum()),
@@ -206,9 +215,9 @@ def replay(rt: Runtime, decision_id: str) -> dict[str, Any]:
     old_version = load(rt, record["champion"]) if record.get("champion") else None
     new = new_version.score(holdout)
     old = old_version.score(holdout) if old_version else None
-    results = evaluate_checks(
-        holdout, new, old, new_version.score, p, record["tenure_bands_days"], record["measured"]
-    )
+    # Records from before the project declaration have no rules: today's are the project's.
+    rules = checks.Rules.from_record(record["rules"]) if "rules" in record else project_rules(rt)
+    results = evaluate_checks(holdout, new, old, new_version.score, p, rules, record["measured"])
     verdict = "promote" if all(c.passed for c in results) else "reject"
     recorded = {c["name"]: c["passed"] for c in record["checks"]}
     again = {c.name: c.passed for c in results}

@@ -93,7 +93,7 @@ def load_rules(rules_dir: Path, spec: Source) -> RawRules:
     try:
         rules = RawRules.model_validate(raw)
     except ValidationError as exc:
-        from kaizen.config import describe_validation_error
+        from kaizen.errors import describe_validation_error
 
         raise ConfigError(describe_validation_error(exc, where)) from None
     if rules.source != spec.name:
@@ -123,7 +123,7 @@ def load_feature_rules(rules_dir: Path, view: str, columns: list[str]) -> Featur
     try:
         rules = FeatureRules.model_validate(raw)
     except ValidationError as exc:
-        from kaizen.config import describe_validation_error
+        from kaizen.errors import describe_validation_error
 
         raise ConfigError(describe_validation_error(exc, where)) from None
     if rules.view != view:

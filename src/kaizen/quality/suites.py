@@ -184,16 +184,16 @@ def compile_raw_suite(spec: Source, rules: RawRules) -> dict[str, Any]:
 
 
 def compile_feature_suite(
-    view: str, columns: dict[str, str], rules: FeatureRules
+    view: str, columns: dict[str, str], keys: list[str], rules: FeatureRules
 ) -> dict[str, Any]:
-    """The GX suite for one feature table, from the transforms' contract and its rules."""
-    from kaizen.transforms.views import ENTITY, EVENT_TIMESTAMP
+    """The GX suite for one feature table, from the Feast repo's schema and its rules."""
+    from kaizen.featurestore.schema import EVENT_TIMESTAMP
 
     suite = _Suite(feature_suite_name(view))
     suite.expect(
         "expect_table_columns_to_match_set",
         "schema",
-        "exactly the feature contract's columns",
+        "exactly the feature schema's columns",
         column_set=list(columns),
         exact_match=True,
     )
@@ -204,14 +204,14 @@ def compile_feature_suite(
         min_value=P("row_count_min"),
         max_value=P("row_count_max"),
     )
-    suite.keys([ENTITY])
+    suite.keys(keys)
     nullable = {c for c, r in rules.columns.items() if r.max_null_rate is not None}
     for column in columns:
         if column not in nullable:
             suite.expect(
                 "expect_column_values_to_not_be_null",
                 "required",
-                "every customer has a value",
+                "every entity has a value",
                 column=column,
             )
     suite.expect(
@@ -307,9 +307,12 @@ def compile_all(settings: Settings, catalog: SourceCatalog) -> dict[str, dict[st
     ]
     suites += [
         compile_feature_suite(
-            view, columns, load_feature_rules(_rules_dir(settings), view, list(columns))
+            name,
+            view.dtypes,
+            list(view.join_keys),
+            load_feature_rules(_rules_dir(settings), name, list(view.dtypes)),
         )
-        for view, columns in _feature_contract(settings).items()
+        for name, view in _feature_views(settings).items()
     ]
     for suite in suites:
         documents[f"expectations/{suite['name']}.json"] = suite
@@ -320,11 +323,12 @@ def compile_all(settings: Settings, catalog: SourceCatalog) -> dict[str, dict[st
     return documents
 
 
-def _feature_contract(settings: Settings) -> dict[str, dict[str, str]]:
-    from kaizen.params import load_params
-    from kaizen.transforms.views import view_dtypes
+def _feature_views(settings: Settings) -> dict[str, Any]:
+    """Each feature view's schema, from the project's Feast repo."""
+    from kaizen.featurestore.schema import repo_schema
 
-    return view_dtypes(load_params(settings.params_file).featurize)
+    views = repo_schema(settings).views
+    return {name: views[name] for name in sorted(views)}
 
 
 def _render(document: dict[str, Any]) -> str:

@@ -9,14 +9,13 @@ from typing import Any
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from kaizen.labels import EVENT_TIMESTAMP, LABEL
 from kaizen.runtime import Runtime
 from kaizen.scoreboard.loop import Day
-from kaizen.scoreboard.scenario import Scenario
-from kaizen.transforms.views import EVENT_TIMESTAMP
+from kaizen.scoreboard.scenario import ROW_ID, Scenario
 
-LABEL = "label"
 Loader = Callable[[Runtime, str], Any]
-DRIFT_KINDS = ("data_drift", "prediction_drift", "late_rate")
+DRIFT_KINDS = ("data_drift", "prediction_drift", "positive_rate")
 
 
 @dataclass
@@ -37,13 +36,14 @@ def _auc(labels: pd.Series, scores: pd.Series) -> float | None:
 
 
 def served_scores(rt: Runtime) -> pd.DataFrame:
-    """invoice_id -> the score the API answered with (the champion, or the canary)."""
+    """row_id -> the score the API answered with (the champion, or the canary)."""
     from kaizen.serving.predictions import read_predictions
 
+    row_id = rt.project.row_id
     log = read_predictions(rt)
-    served = log[(log["role"] == "served") & log["error"].isna() & log["invoice_id"].notna()]
-    served = served.drop_duplicates("invoice_id", keep="last")
-    return served[["invoice_id", "model_version", "probability"]].astype({"invoice_id": str})
+    served = log[(log["role"] == "served") & log["error"].isna() & log[row_id].notna()]
+    served = served.drop_duplicates(row_id, keep="last").rename(columns={row_id: ROW_ID})
+    return served[[ROW_ID, "model_version", "probability"]].astype({ROW_ID: str})
 
 
 def _champion_changes(days: list[Day]) -> list[tuple[Day, str | None, str]]:
@@ -58,7 +58,7 @@ def _champion_changes(days: list[Day]) -> list[tuple[Day, str | None, str]]:
 def _worse(
     rt: Runtime, s: Scenario, frame: pd.DataFrame, days: list[Day], load: Loader
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Each champion change judged in hindsight: both models on the next 30 days' invoices."""
+    """Each champion change judged in hindsight: both models on the next 30 days' rows."""
     judged, worse = [], 0
     for day, old, new in _champion_changes(days):
         if old is None:
@@ -82,7 +82,7 @@ def _worse(
                 "old_auc": old_auc,
                 "new_auc": new_auc,
                 "delta": delta,
-                "invoices": len(span),
+                "rows": len(span),
                 "worse": is_worse,
             }
         )
@@ -100,7 +100,7 @@ def score(
 ) -> tuple[list[Row], dict[str, Any]]:
     """`load(rt, version)` gives a model with `.score(frame)` (default: from the registry)."""
     if load is None:
-        from kaizen.promotion.models import load
+        from kaizen.model.versions import load
     b = s.board
     shock = b.shock_day
     by_day = {d.day: d for d in days}
@@ -128,8 +128,8 @@ def score(
 
     from_day = new_champion + 1 if new_champion else shock + b.champion_within_days
     since = pd.Timestamp(s.ds(min(from_day, b.days)), tz="UTC")
-    issued = frame[frame[EVENT_TIMESTAMP] >= since][["invoice_id", LABEL]]
-    both = issued.merge(served, on="invoice_id").merge(oracle, on="invoice_id")
+    issued = frame[frame[EVENT_TIMESTAMP] >= since][[ROW_ID, LABEL]]
+    both = issued.merge(served, on=ROW_ID).merge(oracle, on=ROW_ID)
     served_auc = _auc(both[LABEL], both["probability"])
     oracle_auc = _auc(both[LABEL], both["oracle"])
     gap = None if served_auc is None or oracle_auc is None else round(oracle_auc - served_auc, 4)
@@ -161,7 +161,7 @@ def score(
             champion_days is not None and champion_days <= b.champion_within_days,
         ),
         Row(
-            f"post-shock ROC AUC served vs oracle (from day {from_day}, {len(both)} invoices)",
+            f"post-shock ROC AUC served vs oracle (from day {from_day}, {len(both)} rows)",
             f"{served_auc} vs {oracle_auc} (gap {gap})",
             f"gap <= {b.oracle_tolerance}",
             gap is not None and gap <= b.oracle_tolerance,
@@ -198,7 +198,9 @@ def score(
             if d.monitor.get("retrain", {}).get("requested")
         ],
         "quarantined": {d.day: d.quarantined for d in days if d.quarantined},
-        "late_rate_on_detection": by_day[detected].monitor.get("late_rate") if detected else None,
+        "positive_rate_on_detection": (
+            by_day[detected].monitor.get("positive_rate") if detected else None
+        ),
     }
     return rows, details
 

@@ -7,7 +7,7 @@ For the interval [D, D+1) the scheduler runs, in clock order:
   the day's features), then `featurize` -> `validate_features` -> `materialize`;
 * `train` at 04:00 on Mondays (weekly), or when `materialize` emitted the features asset and
   enough new labels are final, or when the monitor asked for a retrain (below);
-* `monitor` at 05:00: drift, late rate, live quality; its guarded retrain request triggers
+* `monitor` at 05:00: drift, positive rate, live quality; its guarded retrain request triggers
   `train` again through its asset;
 * `promote` at 06:00: `staging` judges a `candidate`, `production` judges the `challenger`.
 
@@ -120,7 +120,6 @@ def _operator_fixes(rt: Runtime, s: Scenario, ds: str, day: Day, timed: _Clock) 
     file, trigger `replay_batch`, then clear the interval's feature tasks (its features are a
     pure function of silver up to that day). Its materialize is not re-run: the online store
     already holds newer values, and a backfill never moves them back in time."""
-    from kaizen.simulate import simulate
     from kaizen.stages.featurize import featurize
     from kaizen.stages.replay import replay
     from kaizen.stages.validate_features import validate_features
@@ -130,8 +129,7 @@ def _operator_fixes(rt: Runtime, s: Scenario, ds: str, day: Day, timed: _Clock) 
         if s.day(fault.ds) + s.board.fix_after_days != today:
             continue
         with timed("operator"):
-            world = s.params.simulate
-            simulate(world, rt.settings.raw_root, dates=[fault.ds], overwrite=True)
+            s.reland(rt, fault)
             replay(fault.source, fault.ds, rt)
             featurize(fault.ds, rt)
             validate_features(fault.ds, rt)
@@ -187,7 +185,7 @@ def _promote_time(ds: str) -> dt.datetime:
 
 
 def run_day(rt: Runtime, s: Scenario, ds: str) -> Day:
-    from kaizen.promotion.models import by_alias
+    from kaizen.model.versions import by_alias
     from kaizen.promotion.production import production
     from kaizen.promotion.staging import staging
     from kaizen.serving.traffic import replay_day
@@ -200,11 +198,11 @@ def run_day(rt: Runtime, s: Scenario, ds: str) -> Day:
     _gate(rt, ds, day, timed)
     if by_alias(rt, a.champion_alias) is not None:
         # The day's requests, served before its batch is materialized (the online store holds
-        # the features up to the day before), from the invoices the day's payments drop lists.
+        # the features up to the day before), from the project's traffic sampler.
         with timed("traffic"):
             try:
                 day.traffic = replay_day(rt, ds).to_dict()
-            except InputError as exc:  # payments quarantined: no list of the day's requests
+            except InputError as exc:  # a source quarantined: no list of the day's requests
                 day.traffic = {"error": str(exc)}
     emitted = _features(rt, ds, day, timed)
     requested = False
@@ -216,7 +214,7 @@ def run_day(rt: Runtime, s: Scenario, ds: str) -> Day:
         day.monitor = {
             "breaches": details["breaches"],
             "drift_share": details["data_drift_share"],
-            "late_rate": details["late_rate"],
+            "positive_rate": details["positive_rate"],
             "retrain": {k: retrain.get(k) for k in ("requested", "why", "breaches")},
         }
     # The weekly/features-asset run (04:00) and the monitor's request (after 05:00) are
@@ -300,7 +298,7 @@ def backfill_history(rt: Runtime, s: Scenario, progress: Any = print) -> Day:
     windows and reference are as full as they will ever be."""
     backfill_dataops(rt, s, progress)
     history = s.history
-    from kaizen.promotion.models import by_alias
+    from kaizen.model.versions import by_alias
     from kaizen.promotion.production import production
     from kaizen.promotion.staging import staging
 

@@ -18,6 +18,7 @@ log = get_logger(__name__)
 
 def run_scoreboard(
     home: Path,
+    project: Path,
     work: Path,
     overrides: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
@@ -25,21 +26,19 @@ def run_scoreboard(
     """Run the whole scoreboard from a clean work directory; True when every target is met."""
     import warnings
 
-    from kaizen.simulate import simulate
-
     started = time.perf_counter()
     if work.exists():
         shutil.rmtree(work)  # a rerun starts from nothing: the same world, the same result
-    s = scenario(home / "params.yaml", work, overrides or {})
-    rt = runtime(s, home)
+    s = scenario(project / "params.yaml", work, overrides or {})
+    rt = runtime(s, home, project)
     warnings.simplefilter("ignore")
     b = s.board
     echo(
-        f"scoreboard: {b.days} days, {b.customers} customers, shock on day {b.shock_day} "
+        f"scoreboard {rt.project.name}: {b.days} days, world {b.world}, shock on day {b.shock_day} "
         f"({s.shock_ds}), bad days {', '.join(b.bad_days)}; work dir {work}"
     )
-    # Land the scored days only; the world runs on past them for the truth alone.
-    simulate(s.params.simulate, rt.settings.raw_root, faults=s.faults())
+    # The scored days with their bad days; the clean world runs on past them for the truth.
+    s.generate(rt)
     days = loop.run(rt, s, work / "journal.jsonl", progress=echo)
     loop_seconds = time.perf_counter() - started
 
@@ -53,7 +52,7 @@ def run_scoreboard(
     rows, details = board.score(rt, s, days, frame, board.served_scores(rt), scores)
     total = time.perf_counter() - started
     header = (
-        f"KaizenML scoreboard: {b.days} days x {b.customers} customers, shock on day "
+        f"KaizenML scoreboard, {rt.project.name}: {b.days} days ({b.world}), shock on day "
         f"{b.shock_day}; loop {loop_seconds / 60:.1f} min, total {total / 60:.1f} min"
     )
     text = board.render(rows, header)

@@ -1,9 +1,11 @@
 """The scoreboard's world: its own params, its own stores, its faults and its truth.
 
-Everything lives under one work directory (`data/kaizen-eval/` by default) so the run never
-touches the project's lake, Feast stores or MLflow; its `params.yaml` is the project's with
-the `simulate` section set from `scoreboard`, written into the work directory so the run
-records exactly what it ran with.
+Everything lives under one work directory (`<project>/data/kaizen-eval/` by default) so the
+run never touches the project's lake, Feast stores or MLflow; its `params.yaml` is the
+project's with the loop's overrides from `scoreboard`, written into the work directory so
+the run records exactly what it ran with. The world comes from the project's generator
+(kaizen.yaml `generator`), twice: with the bad days into the loop's landing zone, and clean
+(running on `label_horizon_days` further) for the truth and the on-call's corrected files.
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ import yaml
 from kaizen.config import Settings
 from kaizen.params import Params, ScoreboardParams, load_params
 from kaizen.runtime import Runtime
-from kaizen.simulate import Fault, World
+
+ROW_ID = "row_id"  # the project's row id, as text, in every frame the board judges
+
+
+@dataclass(frozen=True)
+class Fault:
+    ds: str
+    source: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.ds}:{self.source}:{self.kind}"
 
 
 @dataclass(frozen=True)
@@ -34,7 +47,11 @@ class Scenario:
     @property
     def start(self) -> dt.date:
         """Day 1: the first scored day. The world starts `history_days` earlier."""
-        return self.params.simulate.start + dt.timedelta(days=self.board.history_days)
+        return self.board.start
+
+    @property
+    def world_start(self) -> dt.date:
+        return self.start - dt.timedelta(days=self.board.history_days)
 
     def ds(self, day: int) -> str:
         """Day 1 is the first scored day; days <= 0 are the store's history."""
@@ -59,8 +76,42 @@ class Scenario:
         out = []
         for text in self.board.bad_days:
             day, source, kind = text.split(":")
-            out.append(Fault.parse(f"{self.ds(int(day))}:{source}:{kind}"))
+            out.append(Fault(self.ds(int(day)), source, kind))
         return out
+
+    @property
+    def clean_root(self) -> Path:
+        """The world without faults, run on past the last day: truth and corrected files."""
+        return self.work / "clean"
+
+    def generate(self, rt: Runtime) -> None:
+        """Land the scored world (with its bad days) and the clean one."""
+        generate = rt.project.hook("generator")
+        b = self.board
+        shift = self.ds(b.shock_day)
+        common = {"start": self.world_start, "shift_date": dt.date.fromisoformat(shift), **b.world}
+        days = b.history_days + b.days
+        generate(
+            rt.project_params,
+            rt.settings.raw_root,
+            days=days,
+            faults=[str(f) for f in self.faults()],
+            **common,
+        )
+        generate(
+            rt.project_params, str(self.clean_root), days=days + b.label_horizon_days, **common
+        )
+
+    def reland(self, rt: Runtime, fault: Fault) -> None:
+        """The on-call lands the corrected file of a bad day (the clean world's, byte for
+        byte): raw files are immutable, except by this deliberate overwrite."""
+        spec = rt.catalog.get(fault.source)
+        name = spec.raw_name(fault.ds)
+        blob = (self.clean_root / fault.source / name).read_bytes()
+        target = Path(rt.settings.raw_root) / fault.source / name
+        tmp = target.with_name(f".{name}.fix")
+        tmp.write_bytes(blob)
+        tmp.replace(target)
 
 
 def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None = None) -> Scenario:
@@ -70,9 +121,7 @@ def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None 
     raw["scoreboard"].update({k: v for k, v in (overrides or {}).items() if v is not None})
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    base = load_params(work / "params.yaml")  # validates the overrides like any params
-    b = base.scoreboard
-    first = base.simulate.start  # day 1; the world starts `history_days` before it
+    b = load_params(work / "params.yaml").scoreboard  # validates the overrides like any params
     raw["explain"].update(
         sample_rows=b.explain_sample_rows, background_rows=b.explain_background_rows
     )
@@ -83,23 +132,18 @@ def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None 
     raw["monitor"]["plots_every_days"] = b.monitor_plots_every_days
     raw["evaluate"]["permutation_repeats"] = b.permutation_repeats
     raw["register"]["onnx"]["enabled"] = b.onnx
-    raw["simulate"].update(
-        days=b.history_days + b.days,
-        customers=b.customers,
-        shock_date=(first + dt.timedelta(days=b.shock_day - 1)).isoformat(),
-        start=(first - dt.timedelta(days=b.history_days)).isoformat(),
-    )
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return Scenario(load_params(path), work)
 
 
-def runtime(s: Scenario, home: Path) -> Runtime:
+def runtime(s: Scenario, home: Path, project: Path) -> Runtime:
     """Stores under the work directory; the project's sources, suites, Feast repo and DAGs."""
     w = s.work
     return Runtime(
         Settings(
             _env_file=None,
+            project=str(project),
             # Explicit: a user's KAIZEN_* stack settings must not point the run at real stores.
             profile="local",
             mlflow_tracking_uri="",
@@ -120,27 +164,34 @@ def runtime(s: Scenario, home: Path) -> Runtime:
 
 
 def truth(s: Scenario, rt: Runtime) -> pd.DataFrame:
-    """invoice_id -> label as the world will have settled it `label_horizon_days` after the
-    last day: the hindsight every score is judged on, never seen by the loop. Drawn from the
-    simulator's clean frames (the landed files of bad days are corrupted on purpose), typed
-    by the same declaration as the lake."""
+    """Every labelled row as the world will have settled it `label_horizon_days` after the
+    last day: the hindsight every score is judged on, never seen by the loop. From the clean
+    world's files (the landed files of bad days are corrupted on purpose), typed by the same
+    declaration as the lake, through the project's own label hook."""
     import pyarrow as pa
 
-    from kaizen.simulate import to_csv_bytes
+    from kaizen.labels import check_rows
     from kaizen.stages.ingest import parse_raw
-    from kaizen.stages.training_set import labelled_invoices
-    from kaizen.transforms.views import as_of
+    from kaizen.transforms.contract import as_of
 
-    p = s.params.simulate.model_copy(
-        update={"days": s.params.simulate.days + s.board.label_horizon_days}
-    )
-    spec = rt.catalog.get("payments")
-    world = World(p)
-    tables = [
-        parse_raw(spec, to_csv_bytes(world.step()["payments"]), block_size_mb=16, url="truth")
-        for _ in range(p.days)
-    ]
-    payments = pa.concat_tables(tables).to_pandas()
-    end = as_of((p.start + dt.timedelta(days=p.days - 1)).isoformat())
-    labelled = labelled_invoices(payments, end, s.params.featurize.late_after_days)
-    return labelled.astype({"invoice_id": str}).drop_duplicates("invoice_id")
+    b = s.board
+    days = b.history_days + b.days + b.label_horizon_days
+    dates = [(s.world_start + dt.timedelta(days=i)).isoformat() for i in range(days)]
+    frames = {}
+    for source in rt.project.declaration.label.sources:
+        spec = rt.catalog.get(source)
+        tables = [
+            parse_raw(
+                spec,
+                (s.clean_root / source / spec.raw_name(d)).read_bytes(),
+                block_size_mb=16,
+                url="truth",
+            )
+            for d in dates
+        ]
+        frames[source] = pa.concat_tables(tables).to_pandas()
+    hook = rt.project.hook("label.hook")
+    rows = check_rows(rt, hook(frames, as_of(dates[-1]), rt.project_params))
+    row_id = rt.project.row_id
+    rows = rows.rename(columns={row_id: ROW_ID}).astype({ROW_ID: str})
+    return rows.drop_duplicates(ROW_ID).reset_index(drop=True)

@@ -11,6 +11,7 @@ When the registry cannot be reached or a load fails, the models loaded before ke
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import threading
@@ -24,7 +25,7 @@ import pandas as pd
 
 from kaizen.errors import ConfigError
 from kaizen.logs import get_logger
-from kaizen.promotion.models import Version, manifest
+from kaizen.model.versions import Version, manifest
 from kaizen.runtime import Runtime
 
 log = get_logger(__name__)
@@ -90,7 +91,7 @@ class ServedModel:
             return self.version.model.predict_proba(frame[self.inputs])[:, 1]
 
     def explain(self, frame: pd.DataFrame) -> Any:
-        """SHAP values of this version's P(late) for `frame`, against the background its
+        """SHAP values of this version's P(positive) for `frame`, against the background its
         evaluation logged (so /explain and the version's report agree)."""
         with _openmp().limit(limits=1, user_api="openmp"):
             return _explainer(self.version, self.categorical).explain(frame)
@@ -151,19 +152,25 @@ class Deployment:
 
 def load_served(rt: Runtime, number: str, alias: str) -> ServedModel:
     """Load a registered version and read its feature service from its tags."""
-    from kaizen.promotion.models import load
+    from kaizen.model.versions import load
 
     version = load(rt, number)
     return served(rt, version, alias)
 
 
 def served(rt: Runtime, version: Version, alias: str) -> ServedModel:
+    """The version as served: its feature service (the tag `register` sets), which must ask
+    the request for exactly the project's declared request fields."""
+    from kaizen.serving.schemas import check_request_fields
+
     service = version.tags.get(FEATURE_SERVICE_TAG, "")
     if not service:
         raise ConfigError(
             f"model version {version.number} has no {FEATURE_SERVICE_TAG} tag: it was not "
             "registered by `kaizen register`, so its feature service is unknown"
         )
+    schema = rt.schema
+    check_request_fields(rt.project, schema.service(service), schema.service_join_keys(service))
     categorical = frozenset(_text_inputs(rt, version))
     onnx = _onnx_form(version, categorical) if rt.params.serve.model_format == "onnx" else None
     return ServedModel(
@@ -209,7 +216,7 @@ def _text_inputs(rt: Runtime, version: Version) -> list[str]:
     """Inputs the version's MLflow signature types as strings (the registered contract)."""
     import mlflow
 
-    name = rt.params.register_.model_name
+    name = rt.model_name
     info = mlflow.models.get_model_info(f"models:/{name}/{version.number}")
     signature = info.signature
     if signature is None or signature.inputs is None:
@@ -229,7 +236,7 @@ def resolve_alias(rt: Runtime, alias: str) -> str | None:
     from kaizen.model.registry import client
 
     try:
-        found = client(rt).get_model_version_by_alias(rt.params.register_.model_name, alias)
+        found = client(rt).get_model_version_by_alias(rt.model_name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             return None
@@ -280,12 +287,7 @@ class AliasRefresher:
                     other = next(
                         m for m in (old.champion, old.challenger) if m and m.number == number
                     )
-                    new[role] = ServedModel(
-                        alias=alias,
-                        version=other.version,
-                        feature_service=other.feature_service,
-                        categorical=other.categorical,
-                    )
+                    new[role] = dataclasses.replace(other, alias=alias)  # keeps its ONNX form
                 else:
                     new[role] = self.load(number, alias)
             deployment = Deployment(champion=new["champion"], challenger=new.get("challenger"))

@@ -1,5 +1,9 @@
 """One prediction request's path, without HTTP: route, read features, score, decide, log.
 
+A predictor serves one project: its requests are that project's request model
+(`kaizen.serving.schemas.request_model`), its entity rows the join keys and request fields
+of each request, its log rows the project's `log_schema`.
+
 `Predictor.predict(requests)` serves a single request or a batch the same way: one online read
 per feature service for all rows (champion and challenger usually share one), one
 `predict_proba` per model for its rows. The deployment (champion, challenger) is read once per
@@ -20,13 +24,12 @@ from kaizen.featurestore.online import EntityFeatures, read_features
 from kaizen.logs import get_logger
 from kaizen.params import Params
 from kaizen.serving.deployment import AliasRefresher, Deployment, ServedModel, features_json
-from kaizen.serving.metrics import ServingMetrics
+from kaizen.serving.metrics import ProjectMetrics
 from kaizen.serving.predictions import PredictionLog
 from kaizen.serving.routing import CHAMPION, route
-from kaizen.serving.schemas import PredictRequest
+from kaizen.serving.schemas import RequestModels
 
 log = get_logger(__name__)
-REVIEW, APPROVE = "review", "approve"
 
 
 class NoChampion(KaizenError):
@@ -78,9 +81,14 @@ class Predictor:
         store: Any,
         refresher: AliasRefresher,
         prediction_log: PredictionLog,
-        metrics: ServingMetrics,
+        metrics: ProjectMetrics,
+        models: RequestModels,
         clock: Callable[[], dt.datetime] = utc_now,
+        model_name: str = "",
     ) -> None:
+        self.project = models.project  # the project's name
+        self.model_name = model_name  # its registered model (kaizen.yaml model.name)
+        self.models = models
         self.params = params
         self.serve = params.serve
         self.production = params.promote.production
@@ -95,7 +103,17 @@ class Predictor:
         return self.refresher.current
 
     def decide(self, probability: float) -> str:
-        return REVIEW if probability >= self.serve.decision_threshold else APPROVE
+        below, at_or_above = self.serve.decisions
+        return at_or_above if probability >= self.serve.decision_threshold else below
+
+    def route(self, request: Any, has_challenger: bool) -> Any:
+        return route(
+            self.models.key(request),
+            self.production.mode,
+            self.production.canary_share,
+            self.serve.canary_salt,
+            has_challenger,
+        )
 
     def _require(self, champion: Any) -> None:
         if champion is None:
@@ -105,22 +123,17 @@ class Predictor:
                 "promote a version (or wait for the alias refresh)"
             )
 
-    def explain(self, request: PredictRequest, top_k: int) -> dict[str, Any]:
+    def explain(self, request: Any, top_k: int) -> dict[str, Any]:
         """The drivers of the prediction `predict` would serve for this request: the same
-        routing (champion or the customer's canary challenger) and the same online features.
+        routing (champion or the entity's canary challenger) and the same online features.
         Nothing is logged: an explanation is not a decision."""
         deployment = self.deployment
         champion, challenger = deployment.champion, deployment.challenger
         self._require(champion)
-        chosen = route(
-            request.customer_id,
-            self.production.mode,
-            self.production.canary_share,
-            self.serve.canary_salt,
-            challenger is not None,
-        )
+        chosen = self.route(request, challenger is not None)
         model = champion if chosen.served == CHAMPION or challenger is None else challenger
-        entity = {"customer_id": request.customer_id, "requested_amount": request.requested_amount}
+        assert model is not None
+        entity = self.models.entity_row(request)
         try:
             (features,) = read_features(
                 self.store,
@@ -156,25 +169,15 @@ class Predictor:
             ],
         }
 
-    def predict(
-        self, requests: Sequence[PredictRequest], endpoint: str = "predict"
-    ) -> list[Prediction]:
+    def predict(self, requests: Sequence[Any], endpoint: str = "predict") -> list[Prediction]:
+        """Score `requests` (instances of the project's request model)."""
         started = time.perf_counter()
         deployment = self.deployment  # one read: a swap cannot mix models within this call
         champion, challenger = deployment.champion, deployment.challenger
         self._require(champion)
         now = self.clock()
         ids = [r.request_id or uuid.uuid4().hex for r in requests]
-        routes = [
-            route(
-                r.customer_id,
-                self.production.mode,
-                self.production.canary_share,
-                self.serve.canary_salt,
-                challenger is not None,
-            )
-            for r in requests
-        ]
+        routes = [self.route(r, challenger is not None) for r in requests]
         # (row, model, role): who scores what.
         jobs: list[tuple[int, ServedModel, str]] = []
         for i, chosen in enumerate(routes):
@@ -183,9 +186,7 @@ class Predictor:
             jobs.append((i, served, "served"))
             if chosen.shadow and challenger is not None:
                 jobs.append((i, challenger, "shadow"))
-        entity_rows = [
-            {"customer_id": r.customer_id, "requested_amount": r.requested_amount} for r in requests
-        ]
+        entity_rows = [self.models.entity_row(r) for r in requests]
         features: dict[str, list[EntityFeatures]] = {}
         try:
             for service in sorted({model.feature_service for _, model, _ in jobs}):
@@ -276,7 +277,7 @@ class Predictor:
 
     def _row(
         self,
-        request: PredictRequest,
+        request: Any,
         request_id: str,
         now: dt.datetime,
         model: ServedModel,
@@ -288,12 +289,13 @@ class Predictor:
         latency_ms: float,
         error: str | None,
     ) -> dict[str, Any]:
+        m = self.models
         return {
             "request_id": request_id,
             "ts": now,
-            "customer_id": request.customer_id,
-            "invoice_id": request.invoice_id,
-            "requested_amount": request.requested_amount,
+            **{name: getattr(request, name) for name in m.join_keys},
+            m.row_id: getattr(request, m.row_id),
+            **{name: getattr(request, name) for name in m.fields},
             "model_version": model.number,
             "alias": model.alias,
             "role": role,
@@ -307,7 +309,7 @@ class Predictor:
 
     def _log_failures(
         self,
-        requests: Sequence[PredictRequest],
+        requests: Sequence[Any],
         ids: list[str],
         jobs: list[tuple[int, ServedModel, str]],
         now: dt.datetime,

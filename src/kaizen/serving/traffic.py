@@ -1,9 +1,11 @@
-"""`kaizen traffic --ds D`: the simulated world's live traffic, replayed through the predictor.
+"""`kaizen traffic --ds D`: a project's requests of day D, replayed through its predictor.
 
-Every invoice issued on day D becomes one prediction request (customer, amount, invoice id)
-scored by the same `Predictor` the API runs: champion, canary or shadow challenger, online
-features judged fresh at the request's instant, and every score in the prediction log. The
-clock is the invoice's issue time, so the log reads as if the API had been live that day.
+The project's traffic sampler (`kaizen.sampler.sample`, kaizen.yaml `traffic.sampler`) gives
+the requests of day D: row id, join keys, event time and request fields. Each becomes one
+prediction request scored by the same `Predictor` the API runs: champion, canary or shadow
+challenger, online features judged fresh at the request's instant, and every score in the
+prediction log under its row id (the request id is the row id too). The clock is the
+requests' event time, so the log reads as if the API had been live that day.
 
 Replay a day before its own batch is materialized (as the scheduler would have served it):
 afterwards the online store already holds features computed from that day. A rerun logs the
@@ -19,8 +21,8 @@ from typing import Any
 import pandas as pd
 
 from kaizen.errors import InputError
-from kaizen.lake import Partition
 from kaizen.logs import get_logger
+from kaizen.project.project import EVENT_TIMESTAMP
 from kaizen.runtime import Runtime
 
 log = get_logger(__name__)
@@ -44,26 +46,66 @@ class TrafficReport:
         }
 
 
-def invoices_issued(rt: Runtime, ds: str) -> pd.DataFrame:
-    """invoice_id, customer_id, amount and issued_ts of the invoices issued on `ds`."""
-    part = Partition("silver", "payments", ds)
-    if not rt.lake.exists(part):
-        raise InputError(f"no silver payments for {ds}: ingest and validate that day first")
-    rows = rt.lake.read_table(part).to_pandas()
-    day = rows["issued_ts"].dt.date == dt.date.fromisoformat(ds)
-    issued = rows[day].sort_values(["issued_ts", "invoice_id"], kind="stable")
-    return issued.drop_duplicates("invoice_id")[
-        ["invoice_id", "customer_id", "amount", "issued_ts"]
-    ].reset_index(drop=True)
+def requests_of_day(rt: Runtime, ds: str) -> pd.DataFrame:
+    """The project's requests of `ds` (its traffic sampler's), in event-time order; one line
+    why when there are none (e.g. the day's sources are not ingested and validated)."""
+    from kaizen.sampler import sample
+
+    end = (dt.date.fromisoformat(ds) + dt.timedelta(days=1)).isoformat()
+    rows = sample(rt, ds, end)
+    row_id = rt.project.row_id
+    if rows.empty:
+        raise InputError(
+            f"no requests on {ds} from the traffic sampler "
+            f"({rt.project.declaration.traffic.sampler}): ingest and validate that day first"
+        )
+    order = [EVENT_TIMESTAMP, row_id] if row_id in rows.columns else [EVENT_TIMESTAMP]
+    rows = rows.sort_values(order, kind="stable")
+    if row_id in rows.columns:
+        rows = rows.drop_duplicates(row_id)
+    return rows.reset_index(drop=True)
+
+
+def _value(value: Any) -> Any:
+    """A frame's cell as the request body holds it (numpy scalars as Python, NaN as None)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+        return None if isinstance(value, float) and value != value else value
+    return value
+
+
+def request_bodies(rt: Runtime, rows: pd.DataFrame, models: Any) -> tuple[list[Any], int]:
+    """The project's request model for each row (join keys and request fields, and the row
+    id, which is also the request id), and how many rows the API would refuse (skipped)."""
+    from pydantic import ValidationError
+
+    project = rt.project
+    row_id = project.row_id
+    names = [*project.join_keys, *project.request_fields]
+    out, refused = [], 0
+    for row in rows.to_dict("records"):
+        body = {name: _value(row.get(name)) for name in names}
+        if _value(row.get(row_id)) is not None:
+            body[row_id] = body["request_id"] = str(_value(row[row_id]))
+        try:
+            out.append(models.predict(**body))
+        except ValidationError as exc:
+            refused += 1
+            problem = exc.errors()[0]
+            where = ".".join(str(p) for p in problem.get("loc", ()))
+            log.warning("traffic: %s %s refused: %s: %s", row_id, body.get(row_id), where,
+                        problem.get("msg"))  # fmt: skip
+    return out, refused
 
 
 def replay_day(rt: Runtime, ds: str, predictor: Any | None = None) -> TrafficReport:
-    """Score every invoice of `ds` in request-sized batches and flush the prediction log."""
+    """Score every request of `ds` in request-sized batches and flush the prediction log."""
     from kaizen.serving.app import build_predictor
     from kaizen.serving.predictor import PredictionFailed
-    from kaizen.serving.schemas import PredictRequest
 
-    invoices = invoices_issued(rt, ds)
+    rows = requests_of_day(rt, ds)
     clock = {"now": dt.datetime.fromisoformat(f"{ds}T00:00:00+00:00")}
     if predictor is None:
         predictor = build_predictor(rt, clock=lambda: clock["now"])
@@ -76,18 +118,13 @@ def replay_day(rt: Runtime, ds: str, predictor: Any | None = None) -> TrafficRep
     served: dict[str, int] = {}
     failed = 0
     flushed = 0
-    for start in range(0, len(invoices), batch):
-        chunk = invoices.iloc[start : start + batch]
-        clock["now"] = chunk["issued_ts"].max().to_pydatetime()
-        requests = [
-            PredictRequest(
-                customer_id=int(r.customer_id),
-                requested_amount=float(r.amount),
-                invoice_id=str(r.invoice_id),
-                request_id=f"inv-{r.invoice_id}",
-            )
-            for r in chunk.itertuples(index=False)
-        ]
+    for start in range(0, len(rows), batch):
+        chunk = rows.iloc[start : start + batch]
+        clock["now"] = chunk[EVENT_TIMESTAMP].max().to_pydatetime()
+        requests, refused = request_bodies(rt, chunk, predictor.models)
+        failed += refused
+        if not requests:
+            continue
         try:
             for prediction in predictor.predict(requests, endpoint="traffic"):
                 served[prediction.model_version] = served.get(prediction.model_version, 0) + 1
@@ -95,10 +132,11 @@ def replay_day(rt: Runtime, ds: str, predictor: Any | None = None) -> TrafficRep
             failed += len(requests)
             log.error("traffic %s: a batch of %d failed: %s", ds, len(requests), exc)
         flushed += predictor.log.flush()
-    report = TrafficReport(ds, len(invoices), served, failed, flushed)
+    report = TrafficReport(ds, len(rows), served, failed, flushed)
     log.info(
-        "traffic %s: %d requests, served by %s, %d failed, %d log rows written",
+        "traffic %s (%s): %d requests, served by %s, %d failed, %d log rows written",
         ds,
+        rt.project.name,
         report.requests,
         ", ".join(f"v{v}: {n}" for v, n in sorted(served.items())) or "nobody",
         failed,

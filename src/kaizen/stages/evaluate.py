@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from kaizen.errors import InputError
 from kaizen.logs import get_logger
 from kaizen.model import metrics, serialization
-from kaizen.model.data import LABEL, model_inputs, split_by_time, tenure_band
+from kaizen.model.data import LABEL, Inputs, holdout_of, slice_values, trained, trained_inputs
 from kaizen.model.explain import log_background
 from kaizen.model.explain_report import explain_holdout, publish, render_html
 from kaizen.runtime import Runtime
@@ -28,23 +28,24 @@ from kaizen.stages.result import StageResult, timed
 log = get_logger(__name__)
 
 
-def holdout_scores(rt: Runtime, training_set: Path, model: Any) -> tuple[pd.DataFrame, np.ndarray]:
-    frame = pd.read_parquet(training_set)
-    _, holdout = split_by_time(frame, rt.params.evaluate.holdout_days)
+def holdout_scores(
+    training_set: Path, model: Any, info: dict[str, Any]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    holdout = holdout_of(pd.read_parquet(training_set), info)
     if holdout.empty:
         raise InputError(
-            "the holdout window is empty: lengthen the training set or shorten evaluate.holdout_days"
+            "the holdout window is empty: lengthen the training set or shorten train.holdout_days"
         )
-    inputs = model_inputs(frame)
+    inputs = trained_inputs(info)
     return holdout, model.predict_proba(holdout[inputs.all])[:, 1]
 
 
 def importance(
-    model: Any, holdout: pd.DataFrame, repeats: int, seed: int
+    model: Any, holdout: pd.DataFrame, inputs_of: Inputs, repeats: int, seed: int
 ) -> list[dict[str, float]]:
     from sklearn.inspection import permutation_importance
 
-    inputs = model_inputs(holdout).all
+    inputs = inputs_of.all
     if holdout[LABEL].nunique() < 2:
         return []
     found = permutation_importance(
@@ -81,7 +82,7 @@ def _figures(
             "predicted",
             "observed",
             "mean predicted probability",
-            "observed late rate",
+            "observed positive rate",
         ),
     }.items():
         fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -119,27 +120,24 @@ def evaluate(
         threadpool_limits(limits=1),
     ):  # many small predictions: threads only wait
         model = serialization.load(model_dir)
-        holdout, proba = holdout_scores(rt, training_set, model)
+        info = trained(model_dir)
+        inputs = trained_inputs(info)
+        holdout, proba = holdout_scores(training_set, model, info)
         y = holdout[LABEL].to_numpy()
         overall = metrics.score(y, proba)
         overall["window"] = [
             holdout.event_timestamp.min().date().isoformat(),
             holdout.event_timestamp.max().date().isoformat(),
         ]
-        slices = metrics.by_slice(
-            y,
-            proba,
-            {
-                "region": holdout["region"],
-                "tenure_band": tenure_band(holdout["tenure_days"], p.tenure_bands_days),
-            },
-        )
+        slices = metrics.by_slice(y, proba, slice_values(holdout, rt.project.declaration.slices))
         curves = (
             metrics.curves(y, proba)
             if len(np.unique(y)) == 2
             else {"roc": [], "precision_recall": [], "calibration": []}
         )
-        ranked = importance(model, holdout, p.permutation_repeats, rt.params.train.random_state)
+        ranked = importance(
+            model, holdout, inputs, p.permutation_repeats, rt.params.train.random_state
+        )
         (out / "plots").mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(
             json.dumps({"holdout": overall, "slices": slices}, indent=2, sort_keys=True) + "\n"
@@ -147,14 +145,20 @@ def evaluate(
         for name, rows in {**curves, "importance": ranked}.items():
             (out / "plots" / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
         report, background = explain_holdout(
-            model, holdout, rt.params.explain, rt.params.serve.decision_threshold
+            model,
+            holdout,
+            inputs,
+            info["keys"],
+            rt.params.explain,
+            rt.params.serve.decision_threshold,
+            rt.params.serve.decisions,
         )
         run = json.loads((model_dir / "run.json").read_text())
         report_html = render_html(report, f"Explainability report: MLflow run {run['run_id']}")
         (out / "explain").mkdir(parents=True, exist_ok=True)
         (out / "explain" / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (out / "explain" / "report.html").write_text(report_html)
-        tracking.configure(rt.settings, rt.params.register_.experiment)
+        tracking.configure(rt.settings, rt.experiment)
         with mlflow.start_run(run_id=run["run_id"]):
             mlflow.log_metrics(
                 {f"holdout_{k}": v for k, v in overall.items() if isinstance(v, float)}
@@ -184,7 +188,7 @@ def evaluate(
         result.output = str(out / "metrics.json")
         result.details = {k: overall[k] for k in ("roc_auc", "pr_auc", "brier", "log_loss")}
         log.info(
-            "holdout %s .. %s: ROC AUC %s, PR AUC %s, Brier %s, log loss %s (%d invoices, %d late)",
+            "holdout %s .. %s: ROC AUC %s, PR AUC %s, Brier %s, log loss %s (%d rows, %d positive)",
             *overall["window"],
             overall["roc_auc"],
             overall["pr_auc"],

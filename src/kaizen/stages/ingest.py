@@ -20,6 +20,7 @@ from kaizen.errors import RawFileError
 from kaizen.interval import parse_ds
 from kaizen.lake import Partition
 from kaizen.logs import get_logger
+from kaizen.project.check import preflight
 from kaizen.runtime import Runtime
 from kaizen.sources import ColumnType, Source
 from kaizen.stages.result import StageResult, timed
@@ -167,6 +168,7 @@ def ingest(source: str, ds: str, rt: Runtime | None = None) -> StageResult:
     """Type `<raw_root>/<source>/<ds>` by its declaration and commit `bronze/<source>/ds=<ds>`."""
     rt = rt or Runtime()
     ds = parse_ds(ds)
+    preflight(rt)  # a broken declaration stops here, before anything is written
     spec = rt.catalog.get(source)
     part = Partition("bronze", spec.name, ds)
     result = StageResult("ingest", f"{source} {ds}")

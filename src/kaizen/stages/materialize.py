@@ -17,12 +17,10 @@ import pyarrow.compute as pc
 
 from kaizen.errors import InputError
 from kaizen.interval import date_range, parse_ds
-from kaizen.lake import Partition
+from kaizen.lake import PUBLISHED, Partition
 from kaizen.logs import get_logger
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
-from kaizen.stages.validate_features import PUBLISHED
-from kaizen.transforms.views import ENTITY, VIEWS
 
 log = get_logger(__name__)
 
@@ -36,6 +34,21 @@ def interval_days(start: str, end: str, overlap_days: int) -> list[str]:
     return date_range(first - dt.timedelta(days=overlap_days), last)
 
 
+def unseen(table: pa.Table, keys: list[str], seen: pa.Table | None) -> pa.Table:
+    """The rows of `table` whose join keys are not in `seen` (one key or several)."""
+    if seen is None or not seen.num_rows:
+        return table
+    if len(keys) == 1:
+        return table.filter(pc.invert(pc.is_in(table.column(keys[0]), value_set=seen.column(0))))
+    marked = seen.append_column("_seen", pa.repeat(True, seen.num_rows))
+    joined = table.join(marked, keys, join_type="left outer")
+    return (
+        joined.filter(pc.is_null(joined.column("_seen")))
+        .drop_columns(["_seen"])
+        .select(table.column_names)
+    )
+
+
 def materialize(start: str, end: str, rt: Runtime | None = None) -> StageResult:
     from kaizen.featurestore.arrow_rows import write_batch
     from kaizen.featurestore.store import open_store
@@ -47,25 +60,26 @@ def materialize(start: str, end: str, rt: Runtime | None = None) -> StageResult:
     with timed(result, log, rt):
         store = open_store(rt.settings)
         loaded, missing = [], []
-        # Newest day first: a customer's newest row in the interval is the one the store must
-        # end up with, so rows of customers already written are skipped (older days then cost
-        # only their new customers). Memory: one day plus the set of customer ids.
-        written: dict[str, pa.Array] = {view: pa.array([], pa.int64()) for view in VIEWS}
+        # Newest day first: an entity's newest row in the interval is the one the store must
+        # end up with, so rows of entities already written are skipped (older days then cost
+        # only their new entities). Memory: one day plus the set of entity keys.
+        views = rt.schema.views
+        written: dict[str, pa.Table | None] = dict.fromkeys(views)
         for index, ds in enumerate(reversed(days), 1):
-            for view in VIEWS:
+            for view in views:
                 part = Partition(PUBLISHED, view, ds)
                 if not rt.lake.exists(part):
                     missing.append(f"{view} {ds}")
                     continue
                 table = rt.lake.read_table(part)
                 result.rows_in += table.num_rows
-                fresh = table.filter(
-                    pc.invert(pc.is_in(table.column(ENTITY), value_set=written[view]))
-                )
+                keys = list(views[view].join_keys)
+                fresh = unseen(table, keys, written[view])
                 for batch in fresh.to_batches(max_chunksize=fs.materialize_chunk_rows):
                     write_batch(store, view, batch)
-                written[view] = pa.concat_arrays(
-                    [written[view], fresh.column(ENTITY).combine_chunks()]
+                seen = fresh.select(keys)
+                written[view] = (
+                    seen if written[view] is None else pa.concat_tables([written[view], seen])
                 )
                 result.rows_out += fresh.num_rows
             loaded.append(ds)
@@ -92,7 +106,7 @@ def materialize(start: str, end: str, rt: Runtime | None = None) -> StageResult:
         last = dt.datetime.combine(
             dt.date.fromisoformat(days[-1]), dt.time(), dt.UTC
         ) + dt.timedelta(days=2)
-        for view in VIEWS:
+        for view in views:
             store.registry.apply_materialization(
                 store.get_feature_view(view), store.project, first, last, commit=True
             )

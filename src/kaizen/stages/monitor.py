@@ -1,10 +1,12 @@
 """`monitor`: is the champion still right about the world it serves? One run per day `ds`.
 
 Data drift of every model input and prediction drift against the champion's holdout, the
-30-day late rate from delayed labels, live quality of champion and challenger, training-
+positive rate from delayed labels, live quality of champion and challenger, training-
 serving skew, and feature freshness. Breaches are alerted once per episode (log + webhook);
-an actionable one (drift, late rate) on clean data and outside the cooldown records a
-retrain request, which the monitor DAG turns into the `credit_risk_retrain_request` asset.
+an actionable one (drift, positive rate) on clean data and outside the cooldown records a
+retrain request, which the monitor DAG turns into the `<project>.retrain_request` asset.
+A day with nothing to judge (no request in the window, no final label) fails in one line:
+a report on 0 rows would read as "all clear".
 Monitoring never moves an alias. The day's report (HTML with plots) and metrics go to
 `<lake>/monitoring/<model>/ds=<ds>/` and to the MLflow experiment `<experiment>-monitoring`.
 """
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kaizen.errors import InputError
 from kaizen.interval import parse_ds
 from kaizen.logs import get_logger
 from kaizen.monitoring import alerts, business, drift, history, quality, report, skew, trigger
@@ -24,7 +27,7 @@ from kaizen.monitoring.alerts import Breach
 from kaizen.monitoring.freshness import freshness
 from kaizen.monitoring.predictions import logged_features, read_predictions, served
 from kaizen.monitoring.reference import Reference, reference_of, version_at
-from kaizen.monitoring.window import issued_invoices, offline_features, window_days
+from kaizen.monitoring.window import offline_features, window_days, window_requests
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
 
@@ -32,17 +35,16 @@ log = get_logger(__name__)
 
 
 def _current(
-    rt: Runtime, reference: Reference, window_preds: pd.DataFrame, days: list[str]
+    rt: Runtime, reference: Reference, window_preds: pd.DataFrame, entity: pd.DataFrame
 ) -> tuple[pd.DataFrame, np.ndarray, str]:
     """The window's model inputs and champion scores: served (logged) when there is enough
-    live traffic, else the offline point-in-time features of the window's invoices."""
+    live traffic, else the offline point-in-time features of the window's requests."""
     p = rt.params.monitor
     live = served(window_preds)
     live = live[live["model_version"].astype(str) == str(reference.version.number)]
     if len(live) >= p.min_rows:
         return logged_features(live), live["probability"].to_numpy(dtype=float), "served"
-    entity = issued_invoices(rt, days)
-    frame = offline_features(rt, entity)
+    frame = offline_features(rt, entity, reference.version.feature_service)
     scores = reference.version.score(frame) if len(frame) else np.array([])
     return frame, scores, "offline (no live traffic yet)" if live.empty else "offline"
 
@@ -74,16 +76,16 @@ def _breaches(metrics: dict[str, Any], rt: Runtime) -> list[Breach]:
                 details={"psi": pred["psi"], "p_value": pred["p_value"]},
             )
         )
-    late = metrics["late_rate"]
-    if late["breach"]:
+    positive = metrics["positive_rate"]
+    if positive["breach"]:
         out.append(
             Breach(
-                "late_rate",
-                "late_rate",
-                f"late rate {late['rate']:.1%} over {late['labels']} final labels reached "
-                f"{p.late_rate_alert:.0%}",
+                "positive_rate",
+                "positive_rate",
+                f"positive rate ({rt.project.declaration.label.positive}) {positive['rate']:.1%} "
+                f"over {positive['labels']} final labels reached {p.positive_rate_alert:.0%}",
                 actionable=True,
-                details={"rate": late["rate"], "labels": late["labels"]},
+                details={"rate": positive["rate"], "labels": positive["labels"]},
             )
         )
     floor = rt.params.promote.floors.roc_auc
@@ -154,13 +156,21 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
         window_preds = predictions[in_window].reset_index(drop=True)
         metrics: dict[str, Any] = {
             "ds": ds,
-            "model": rt.params.register_.model_name,
+            "model": rt.model_name,
             "window": [days[0], days[-1]],
             "champion": str(champion.number) if champion else None,
             "challenger": str(challenger.number) if challenger else None,
             "params": p.model_dump(),
             "predictions_in_window": len(window_preds),
         }
+        entity = window_requests(rt, days)
+        labels = business.final_labels(rt, ds)
+        if entity.empty and window_preds.empty and labels.empty:
+            raise InputError(
+                f"monitor {ds}: nothing to judge: no request in {days[0]}..{days[-1]} and no "
+                "final label yet (are ingest, validate and featurize running for this project?)"
+            )
+        metrics["requests_in_window"] = len(entity)
         reference_scores = current_scores = None
         if champion is None:
             metrics["data_drift"] = {"judged": False, "reason": "no champion yet", "breach": False}
@@ -172,7 +182,7 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
             metrics["skew"] = {"judged": False, "reason": "no champion yet"}
         else:
             reference = reference_of(rt, champion, aliases_p.champion_alias)
-            current, current_scores, source = _current(rt, reference, window_preds, days)
+            current, current_scores, source = _current(rt, reference, window_preds, entity)
             metrics["current_source"] = source
             categorical = reference.categorical
             numeric = [c for c in reference.inputs if c not in categorical]
@@ -185,14 +195,15 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
             )
             metrics["prediction_drift"]["source"] = source
             metrics["skew"] = (
-                skew.skew(rt, window_preds, reference.inputs, p)
+                skew.skew(rt, window_preds, reference.inputs, champion.feature_service, p)
                 if not window_preds.empty
                 else {"judged": False, "reason": "no live traffic yet"}
             )
-        labels = business.final_labels(rt, ds)
-        metrics["late_rate"] = business.late_rate(labels, ds, p)
-        daily_late = business.daily_late_rates(labels, ds, p.history_days)
-        metrics["quality"] = quality.live_quality(predictions, labels, aliases, p)
+        metrics["positive_rate"] = business.positive_rate(labels, ds, p)
+        daily_positive = business.daily_positive_rates(labels, ds, p.history_days)
+        metrics["quality"] = quality.live_quality(
+            predictions, labels, rt.project.row_id, aliases, p
+        )
         metrics["freshness"] = freshness(rt, ds, p)
 
         found = alerts.episodes(_breaches(metrics, rt), history.previous_metrics(rt, ds), ds)
@@ -210,7 +221,15 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
         # them weekly and on each day an alert goes out (the page the alert points to), since
         # the figures cost more than the numbers and a breach can last for weeks.
         plots = bool(sent) or dt.date.fromisoformat(ds).toordinal() % p.plots_every_days == 0
-        page = report.render(metrics, trend, daily_late, reference_scores, current_scores, plots)
+        page = report.render(
+            metrics,
+            trend,
+            daily_positive,
+            reference_scores,
+            current_scores,
+            plots,
+            rt.project.declaration.label.positive,
+        )
         url = history.write(rt, ds, metrics, page)
         metrics["report"] = url
         run_id = _log_to_mlflow(rt, ds, metrics, page)
@@ -225,7 +244,7 @@ def monitor(ds: str, rt: Runtime | None = None) -> StageResult:
             "alerts": metrics["alerts"],
             "retrain": metrics["retrain"],
             "data_drift_share": (metrics.get("data_drift") or {}).get("share"),
-            "late_rate": metrics["late_rate"]["rate"],
+            "positive_rate": metrics["positive_rate"]["rate"],
         }
     return result
 
@@ -235,7 +254,7 @@ def _log_to_mlflow(rt: Runtime, ds: str, metrics: dict[str, Any], page: str) -> 
 
     from kaizen.model import tracking
 
-    experiment = tracking.configure(rt.settings, f"{rt.params.register_.experiment}-monitoring")
+    experiment = tracking.configure(rt.settings, f"{rt.experiment}-monitoring")
     numbers = {
         f"{r['section']}.{r['key']}.{r['metric']}": r["value"]
         for r in history.rows_of(ds, metrics)

@@ -1,4 +1,4 @@
-"""`register`: log the model to MLflow and register it as a new version of `credit_risk`.
+"""`register`: log the model to MLflow and register it as a new version of the project's model.
 
 The version carries its release manifest as tags and as `release_manifest.json`, is logged
 with a signature, an input example and its audited skops trusted types (so it loads in a
@@ -20,7 +20,7 @@ import pandas as pd
 from kaizen.errors import ModelRefused
 from kaizen.logs import get_logger
 from kaizen.model import manifest, serialization
-from kaizen.model.data import Inputs, model_inputs, split_by_time
+from kaizen.model.data import Inputs, holdout_of, trained, trained_inputs
 from kaizen.params import OnnxParams
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
@@ -73,7 +73,7 @@ def onnx_form(model: Any, inputs: Inputs, holdout: pd.DataFrame, p: OnnxParams) 
     gap = parity(model, runtime, holdout)
     if not gap <= p.parity_atol:  # NaN refuses too
         raise ModelRefused(
-            f"the ONNX form scores differently: max |P(late) ONNX - scikit-learn| {gap:.2e} > "
+            f"the ONNX form scores differently: max |P ONNX - scikit-learn| {gap:.2e} > "
             f"register.onnx.parity_atol {p.parity_atol:.0e} on {len(holdout):,} holdout rows "
             "(isotonic calibration converts approximately: use sigmoid, or set "
             "register.onnx.enabled: false)"
@@ -84,7 +84,7 @@ def onnx_form(model: Any, inputs: Inputs, holdout: pd.DataFrame, p: OnnxParams) 
         _median_ms(runtime.predict_proba, row),
     )
     log.info(
-        "ONNX form: max |P(late) gap| %.1e on %d holdout rows (tolerance %.0e); one-row predict "
+        "ONNX form: max |P gap| %.1e on %d holdout rows (tolerance %.0e); one-row predict "
         "%.2f ms vs %.2f ms in scikit-learn; converted and checked in %.1f s",
         gap,
         len(holdout),
@@ -145,13 +145,14 @@ def register(
         description = json.loads(training_set.with_suffix(".json").read_text())
         release = manifest.build(rt, training_set, description, evaluation["holdout"])
         frame = pd.read_parquet(training_set)
-        inputs = model_inputs(frame).all
+        info = trained(model_dir)
+        inputs = trained_inputs(info).all
         example = frame[inputs].tail(5)
         signature = infer_signature(example, model.predict_proba(example)[:, 1])
         # The gates score every candidate and champion on the candidate's holdout: keep it.
-        _, holdout = split_by_time(frame, rt.params.evaluate.holdout_days)
-        onnx = onnx_form(model, model_inputs(frame), holdout, p.onnx) if p.onnx.enabled else None
-        experiment = tracking.configure(rt.settings, p.experiment)
+        holdout = holdout_of(frame, info)
+        onnx = onnx_form(model, trained_inputs(info), holdout, p.onnx) if p.onnx.enabled else None
+        experiment = tracking.configure(rt.settings, rt.experiment)
         client = MlflowClient()
         run_id = _training_run(client, run["run_id"])
         with mlflow.start_run(
@@ -169,7 +170,7 @@ def register(
                 serialization_format="skops",
                 skops_trusted_types=trusted,
                 pip_requirements=pip_requirements(),
-                registered_model_name=p.model_name,
+                registered_model_name=rt.model_name,
             )
             mlflow.log_dict(release, "release_manifest.json")
             with tempfile.TemporaryDirectory() as tmp:
@@ -185,14 +186,14 @@ def register(
         if onnx is not None:
             tags[ONNX_TAG] = f"{ONNX_DIR}/model.onnx"
         for key, value in tags.items():
-            client.set_model_version_tag(p.model_name, number, key, value)
-        client.set_registered_model_alias(p.model_name, p.candidate_alias, number)
+            client.set_model_version_tag(rt.model_name, number, key, value)
+        client.set_registered_model_alias(rt.model_name, p.candidate_alias, number)
         registered = {
-            "name": p.model_name,
+            "name": rt.model_name,
             "version": number,
             "alias": p.candidate_alias,
             "run_id": active.info.run_id,
-            "model_uri": f"models:/{p.model_name}/{number}",
+            "model_uri": f"models:/{rt.model_name}/{number}",
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(registered, indent=2, sort_keys=True) + "\n")
@@ -201,7 +202,7 @@ def register(
         result.details = registered
         log.info(
             "registered %s version %s as @%s (ROC AUC %s on %s)",
-            p.model_name,
+            rt.model_name,
             number,
             p.candidate_alias,
             evaluation["holdout"]["roc_auc"],

@@ -1,7 +1,7 @@
-"""`train`: fit the credit-risk Pipeline on the past of the training set.
+"""`train`: fit the project's model Pipeline on the past of the training set.
 
-The latest `evaluate.holdout_days` of issue dates are held out (never trained on); the rest,
-in issue order, fits the preprocessing, the trees and the time-ordered calibration. The
+The latest `train.holdout_days` of event dates are held out (never trained on; `evaluate`
+scores them, reading the split from the model's train.json); the rest, in time order, fits the preprocessing, the trees and the time-ordered calibration. The
 fitted model is saved with skops (audited trusted types), and an MLflow run is opened with
 the params and the training set's identity; `evaluate` and `register` add to that run.
 """
@@ -47,19 +47,23 @@ def train(training_set: str | Path, out: str | Path, rt: Runtime | None = None) 
         frame = pd.read_parquet(training_set)
         description = json.loads(training_set.with_suffix(".json").read_text())
         check_trainable(frame, p.train, "the training set")
-        past, holdout = split_by_time(frame, p.evaluate.holdout_days)
-        check_trainable(
-            past, p.train, f"the training window (before the {p.evaluate.holdout_days}-day holdout)"
-        )
-        inputs = model_inputs(frame)
+        days = p.train.holdout_days
+        row_id = rt.project.row_id
+        past, holdout = split_by_time(frame, days, row_id)
+        check_trainable(past, p.train, f"the training window (before the {days}-day holdout)")
+        keys = description.get("keys", rt.project.key_columns)
+        inputs = model_inputs(frame, keys)
         cv = calibration_split(past, inputs, p.train.calibration_folds)
         with threadpool_limits(limits=p.train.threads):
-            model = build(inputs, p.train, p.promote.behaviour.monotone_increasing, cv).fit(
+            model = build(inputs, p.train, p.train.monotone_increasing, cv).fit(
                 past[inputs.all], past[LABEL]
             )
         trusted = serialization.save(model, out)
         info = {
             "inputs": {"numeric": inputs.numeric, "categorical": inputs.categorical},
+            "keys": keys,
+            "row_id": row_id,
+            "holdout_days": days,
             "train_window": _window(past),
             "holdout_window": _window(holdout),
             "rows": len(past),
@@ -71,14 +75,17 @@ def train(training_set: str | Path, out: str | Path, rt: Runtime | None = None) 
                 **description,
             },
         }
-        experiment = tracking.configure(rt.settings, p.register_.experiment)
+        experiment = tracking.configure(rt.settings, rt.experiment)
         with mlflow.start_run(
-            experiment_id=experiment.experiment_id, run_name=f"credit_risk {description['cutoff']}"
+            experiment_id=experiment.experiment_id,
+            run_name=f"{rt.project.name} {description['cutoff']}",
         ) as run:
-            mlflow.log_params({f"train.{k}": v for k, v in p.train.model_dump().items()})
+            mlflow.log_params(
+                {f"train.{k}": v for k, v in p.train.model_dump().items() if k != "holdout_days"}
+            )
             mlflow.log_params(
                 {
-                    "evaluate.holdout_days": p.evaluate.holdout_days,
+                    "train.holdout_days": days,
                     "training_set.cutoff": description["cutoff"],
                 }
             )
@@ -99,7 +106,7 @@ def train(training_set: str | Path, out: str | Path, rt: Runtime | None = None) 
         result.output = str(out)
         result.details = {"run_id": run.info.run_id, "train_window": info["train_window"]}
         log.info(
-            "trained on %d invoices (%d late), %s .. %s; holdout %s; MLflow run %s",
+            "trained on %d rows (%d positive), %s .. %s; holdout %s; MLflow run %s",
             len(past),
             info["positives"],
             *info["train_window"],

@@ -1,11 +1,10 @@
-"""`training_set`: labelled invoices joined point in time with the model's feature service.
+"""`training_set`: the project's labelled rows joined point in time with the feature service.
 
-The entity frame comes from the labels: each invoice at the instant it was issued, with the
-amount as the request-time `requested_amount`. Only invoices whose label is final by the
-cut-off are used (due date + `late_after_days` has passed), so the late ones are not
-under-counted among recent invoices. Features come from Feast's `get_historical_features`
-with the feature service: for each invoice, each view's latest row at or before the issue
-instant and within its TTL. Nothing from after the issue instant can leak in.
+The entity frame comes from the label hook: each row at its event time, with its join keys
+and request-time fields. Only rows whose label is final by the cut-off are used, so
+positives that take time to show are not under-counted among recent rows. Features come
+from Feast's `get_historical_features` with the feature service: for each row, each view's
+latest row at or before the event time and within its TTL. Nothing later can leak in.
 """
 
 from __future__ import annotations
@@ -21,39 +20,20 @@ import pyarrow.parquet as pq
 
 from kaizen.errors import InputError
 from kaizen.interval import parse_ds
+from kaizen.labels import EVENT_TIMESTAMP, FINAL_TS, LABEL, final_rows
+from kaizen.lake import PUBLISHED
 from kaizen.logs import get_logger
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
-from kaizen.stages.validate_features import PUBLISHED
-from kaizen.transforms.invoices import invoice_states
-from kaizen.transforms.views import ENTITY, EVENT_TIMESTAMP, VIEWS, as_of, midnight_utc
+from kaizen.transforms.contract import as_of
 
 log = get_logger(__name__)
-LABEL = "label"
-KEYS = ["invoice_id", ENTITY, EVENT_TIMESTAMP]
-
-
-def labelled_invoices(
-    payments: pd.DataFrame, cutoff: pd.Timestamp, late_after_days: int
-) -> pd.DataFrame:
-    """Invoices whose late-or-not label is final at `cutoff`: the entity frame's rows."""
-    states = invoice_states(payments, cutoff, late_after_days)
-    final = midnight_utc(states["due_date"]) + pd.Timedelta(days=late_after_days) <= cutoff
-    rows = states[final]
-    return pd.DataFrame(
-        {
-            "invoice_id": rows["invoice_id"].to_numpy(),
-            ENTITY: rows["customer_id"].to_numpy(),
-            EVENT_TIMESTAMP: rows["issued_ts"].to_numpy(),
-            "requested_amount": rows["amount"].to_numpy(),
-            LABEL: rows["is_late"].astype("int64").to_numpy(),
-        }
-    )
 
 
 def published_days(rt: Runtime) -> list[str]:
-    """Days every feature view has published."""
-    published = [rt.lake.partitions(PUBLISHED, v) for v in VIEWS]
+    """Days every feature view of the model's service has published."""
+    views = rt.schema.service(rt.params.training_set.feature_service).views
+    published = [rt.lake.partitions(PUBLISHED, v) for v in views]
     return sorted(set(published[0]).intersection(*published[1:]))
 
 
@@ -81,29 +61,22 @@ def build_training_set(
     if start_ds is None:
         lookback = pd.Timestamp(cutoff_ds) - pd.Timedelta(days=rt.params.training_set.lookback_days)
         start_ds = lookback.date().isoformat()
-    # Invoices issued before the first features existed would join to nothing.
+    # Rows from before the first features existed would join to nothing.
     first_features = as_of(common[0])
     start = (
         max(first_features, as_of(parse_ds(start_ds)) - pd.Timedelta(days=1))
         if start_ds
         else first_features
     )
-    dates = [d for d in rt.lake.partitions("silver", "payments") if d <= cutoff_ds]
-    table = rt.lake.read_many("silver", "payments", dates)
-    if table is None:
-        raise InputError(f"no silver payments up to {cutoff_ds}")
-    entity = labelled_invoices(table.to_pandas(), cutoff, rt.params.featurize.late_after_days)
-    entity = entity[entity[EVENT_TIMESTAMP] >= start]
+    row_id = rt.project.row_id
+    entity = final_rows(rt, cutoff_ds).drop(columns=[FINAL_TS])
+    entity = entity[(entity[EVENT_TIMESTAMP] >= start) & (entity[EVENT_TIMESTAMP] < cutoff)]
     if entity.empty:
-        raise InputError(
-            f"no invoice issued from {start:%Y-%m-%d} has a final label by {cutoff_ds}"
-        )
+        raise InputError(f"no row from {start:%Y-%m-%d} has a final label by {cutoff_ds}")
     store = open_store(rt.settings)
-    service = store.get_feature_service(rt.params.feature_store.service)
+    service = store.get_feature_service(rt.params.training_set.feature_service)
     joined = store.get_historical_features(entity_df=entity, features=service).to_df()
-    joined = joined.sort_values([EVENT_TIMESTAMP, "invoice_id"], kind="stable").reset_index(
-        drop=True
-    )
+    joined = joined.sort_values([EVENT_TIMESTAMP, row_id], kind="stable").reset_index(drop=True)
     joined[EVENT_TIMESTAMP] = pd.to_datetime(joined[EVENT_TIMESTAMP], utc=True).dt.as_unit("us")
     info = {
         "cutoff": cutoff_ds,
@@ -111,10 +84,14 @@ def build_training_set(
         "last_issued": str(joined[EVENT_TIMESTAMP].max()),
         "rows": len(joined),
         "positives": int(joined[LABEL].sum()),
-        "late_rate": round(float(joined[LABEL].mean()), 6),
+        "positive_rate": round(float(joined[LABEL].mean()), 6),
         "feature_service": service.name,
+        "keys": rt.project.key_columns,
+        "request_fields": rt.project.request_fields,
         "features": sorted(
-            c for c in joined.columns if c not in (*KEYS, LABEL, "requested_amount")
+            c
+            for c in joined.columns
+            if c not in (*rt.project.key_columns, LABEL, *rt.project.request_fields)
         ),
     }
     return joined, info
@@ -141,9 +118,10 @@ def training_set(
         result.output = str(out)
         result.details = info
         log.info(
-            "training set: %d invoices, late rate %.3f, %s .. %s",
+            "training set: %d rows, positive rate %.3f (%s), %s .. %s",
             info["rows"],
-            info["late_rate"],
+            info["positive_rate"],
+            rt.project.declaration.label.positive,
             info["first_issued"],
             info["last_issued"],
         )
@@ -151,15 +129,8 @@ def training_set(
 
 
 def final_labels(rt: Runtime, cutoff: str | None = None) -> int:
-    """How many invoices have a final label by `cutoff` (default: the latest features day)."""
-    cutoff_ds = resolve_cutoff(rt, cutoff)
-    dates = [d for d in rt.lake.partitions("silver", "payments") if d <= cutoff_ds]
-    table = rt.lake.read_many("silver", "payments", dates)
-    if table is None:
-        return 0
-    return len(
-        labelled_invoices(table.to_pandas(), as_of(cutoff_ds), rt.params.featurize.late_after_days)
-    )
+    """How many rows have a final label by `cutoff` (default: the latest features day)."""
+    return len(final_rows(rt, resolve_cutoff(rt, cutoff)))
 
 
 def new_labels_since_last_model(rt: Runtime) -> tuple[int, str]:

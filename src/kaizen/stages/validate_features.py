@@ -12,24 +12,21 @@ from typing import Any
 
 from kaizen.errors import BatchQuarantined, InputError
 from kaizen.interval import day_bounds, parse_ds
-from kaizen.lake import Partition, lineage
+from kaizen.lake import PUBLISHED, STAGED, Partition, lineage
 from kaizen.logs import get_logger
 from kaizen.quality import gate
 from kaizen.quality.quarantine import quarantine
 from kaizen.quality.rules import load_feature_rules
 from kaizen.quality.suites import feature_suite_name
 from kaizen.runtime import Runtime
-from kaizen.stages.featurize import STAGED
 from kaizen.stages.result import StageResult, timed
 from kaizen.stages.validate import as_batch, row_count_bounds
-from kaizen.transforms.views import VIEWS, view_dtypes
 
 log = get_logger(__name__)
-PUBLISHED = "features"
 
 
 def feature_parameters(rt: Runtime, view: str, ds: str) -> dict[str, Any]:
-    columns = list(view_dtypes(rt.params.featurize)[view])
+    columns = list(rt.schema.view(view).dtypes)
     rules = load_feature_rules(rt.settings.expectations_dir / "rules", view, columns)
     low, high = row_count_bounds(rt.lake, view, ds, rules.row_count, layer=PUBLISHED)
     return {"as_of": day_bounds(ds)[1].isoformat(), "row_count_min": low, "row_count_max": high}
@@ -41,7 +38,7 @@ def validate_features(ds: str, rt: Runtime | None = None, engine: str | None = N
     engine = engine or rt.settings.engine or "pandas"
     result = StageResult("validate_features", ds)
     with timed(result, log, rt):
-        staged = {view: Partition(STAGED, view, ds) for view in VIEWS}
+        staged = {view: Partition(STAGED, view, ds) for view in rt.schema.views}
         missing = [v for v, part in staged.items() if not rt.lake.exists(part)]
         if missing:
             raise InputError(

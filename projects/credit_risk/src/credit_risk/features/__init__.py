@@ -1,0 +1,1 @@
+"""The customer feature views: their schema, and the same computation on pandas and Spark."""

@@ -1,0 +1,95 @@
+"""The bearer token in front of Kaizen's HTTP services: one check, one ASGI layer.
+
+The feature server (`kaizen feature-server`) and the prediction API (`kaizen serve`) both
+wrap their app in `BearerAuth`: every HTTP and WebSocket route needs
+`Authorization: Bearer <token>`, compared in constant time, except the `open_paths`
+(`GET /health` by default: a liveness check tells nothing but "up"). A missing and a wrong
+token get the same 401 with `WWW-Authenticate: Bearer`; a refused WebSocket is closed before
+the handshake (the client sees HTTP 403).
+
+`require_token` is the one rule for a configured token: present, at least
+`MIN_TOKEN_LENGTH` characters, printable ASCII without spaces. Without one the service
+refuses to start.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pydantic import SecretStr
+
+from kaizen.errors import ConfigError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MIN_TOKEN_LENGTH = 16
+OPEN_PATHS = frozenset({"/health"})  # liveness only: no data behind it
+_UNAUTHORIZED = b'{"detail":"Unauthorized"}'
+
+
+def require_token(secret: SecretStr | None, variable: str, service: str) -> str:
+    """The configured token, or one line saying why `service` will not start without one.
+    `variable` is the environment variable (`.env`) that holds it."""
+    token = secret.get_secret_value() if secret is not None else ""
+    if not token:
+        raise ConfigError(
+            f"no {service} token: set {variable} in .env (the first `kaizen up` "
+            f"generates one); the {service} never runs without authentication"
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{variable} is too short ({len(token)} characters): use at least "
+            f"{MIN_TOKEN_LENGTH} random ones, or delete it and let `kaizen up` generate one"
+        )
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(f"{variable} must be printable ASCII without spaces")
+    return token
+
+
+class BearerAuth:
+    """Refuse every request without `Authorization: Bearer <token>`, except `open_paths`."""
+
+    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = OPEN_PATHS):
+        self.app = app
+        self._token = token.encode("ascii")
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):  # lifespan
+            await self.app(scope, receive, send)
+            return
+        if (kind == "http" and scope["path"] in self.open_paths) or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        if kind == "websocket":  # closed before the handshake: the client sees HTTP 403
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_UNAUTHORIZED)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _UNAUTHORIZED})
+
+    def _authorized(self, scope: Scope) -> bool:
+        values = [v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"]
+        if len(values) != 1:
+            return False
+        scheme, _, credentials = values[0].strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        # Constant time in the token's content (a length mismatch returns early).
+        return hmac.compare_digest(credentials.strip(), self._token)

@@ -1,0 +1,94 @@
+"""What the DAG factories' tasks share. Imports only the standard library and pendulum.
+
+DAG files import this at parse time, so it must stay light: tasks reach the stages lazily
+through `runtime(project_dir)`. A test checks that parsing a DAG pulls in no heavy library.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pendulum
+
+# The install's root: KAIZEN_HOME, else the checkout this package was installed from.
+KAIZEN_HOME = os.environ.get("KAIZEN_HOME") or str(Path(__file__).resolve().parents[3])
+# The first interval a schedule covers; set it to the first day raw data exists.
+START_DATE = pendulum.parse(os.environ.get("KAIZEN_DAG_START_DATE", "2026-01-01"), tz="UTC")
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "kaizen",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=20),
+}
+
+
+def features_asset_name(project: str) -> str:
+    """Emitted once per materialized interval (its date in the event's extra)."""
+    return f"{project}.features"
+
+
+def retrain_asset_name(project: str) -> str:
+    """Emitted by the monitor when an actionable breach on clean data asks for a new model."""
+    return f"{project}.retrain_request"
+
+
+def runtime(project_dir: str | Path) -> Any:
+    """The stage runtime of the project at `project_dir`, for this task; imported here so
+    DAG parsing never pays for it. Its settings are the process's explicit ones for that
+    project (`Settings.for_project`): two projects' tasks never share settings."""
+    os.environ.setdefault("KAIZEN_HOME", KAIZEN_HOME)
+    from kaizen.config import get_settings
+    from kaizen.logs import quiet_third_party
+    from kaizen.runtime import Runtime
+
+    quiet_third_party()  # Airflow owns the task log's handlers and format
+    return Runtime(get_settings().for_project(str(project_dir)))
+
+
+def run_stage(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run a stage in a task. A verdict on the data (quarantine) or bad input fails the task
+    at once: retrying cannot change it. Anything else (a flaky store) is left to the retries.
+    The stage returns its result (`.to_dict()`) or already a dict (the XCom)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kaizen.errors import ConfigError, InputError, KaizenError, RawFileError
+
+    try:
+        result = fn(*args, **kwargs)
+        return result if isinstance(result, dict) else result.to_dict()
+    except RawFileError as exc:
+        if exc.kind in ("missing", "unreadable"):
+            raise
+        raise AirflowFailException(str(exc)) from None
+    except (ConfigError, InputError) as exc:
+        raise AirflowFailException(str(exc)) from None
+    except KaizenError as exc:
+        if getattr(exc, "exit_code", 2) == 3:  # another writer holds the partition: retry
+            raise
+        raise AirflowFailException(str(exc)) from None
+
+
+def triggering_events(context: Any, asset_name: str) -> list[Any]:
+    """The asset events of `asset_name` that triggered this run (none for other runs)."""
+    events = context.get("triggering_asset_events") or {}
+    found: list[Any] = []
+    for asset in events:
+        if getattr(asset, "name", None) == asset_name:
+            found += list(events[asset])
+    return found
+
+
+def interval_ds(context: Any) -> str:
+    """The partition date of a daily run: the start of its data interval (UTC)."""
+    start = context.get("data_interval_start")
+    if start is None:  # asset-triggered and manual runs without an interval
+        raise ValueError(
+            "this task needs a run with a data interval (a scheduled run or a backfill)"
+        )
+    return pendulum.instance(start).in_timezone("UTC").date().isoformat()
