@@ -410,3 +410,69 @@ def test_a_stage_fails_its_task_at_once_on_bad_input_and_is_retried_otherwise() 
         run_stage(flaky)
     source = (FACTORIES / "factories.py").read_text()
     assert "return run_stage(stage, runtime(folder).settings)" in source  # the apply task
+
+
+SIDE_BY_SIDE = textwrap.dedent("""
+    import datetime as dt, json, sys
+    from kaizen.config import get_settings
+    from kaizen.dags.runner import dag_id, run_daily
+    from kaizen.pipeline_status import quarantined
+    from kaizen.runtime import Runtime
+
+    ds = sys.argv[1]
+    base = get_settings()  # no project selected: each in turn, in one Airflow home
+    worlds = {  # small worlds; credit_risk's orders drop of the day has null keys
+        "credit_risk": ({"customers": 150}, [f"{ds}:orders:nulls"]),
+        "churn": ({"users": 80}, []),
+    }
+    out = {}
+    for name, (world, faults) in worlds.items():
+        rt = Runtime(base.for_project(name))
+        rt.project.hook("generator")(rt.project_params, rt.settings.raw_root,
+                                     start=dt.date.fromisoformat(ds), days=1, faults=faults, **world)
+        [run] = run_daily(dag_id(name, "dataops_daily"), [ds], rt.settings)
+        out[name] = {
+            "state": run.state,
+            "failed": run.failed_tasks,
+            "lake": rt.settings.lake_root,
+            "quarantined": [(r["source"], r["ds"]) for r in quarantined(rt)["rows"]],
+            "published": {v: rt.lake.partitions("features", v) for v in rt.schema.views},
+        }
+    print("SIDE " + json.dumps(out))
+""")
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_a_quarantined_batch_in_one_project_never_blocks_another(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """credit_risk's DataOps run quarantines a bad drop and fails; churn's run of the same day,
+    in the same Airflow, publishes its features and sees nothing of the other's quarantine."""
+    ds = "2026-01-01"
+    env = {k: v for k, v in airflow_env.items() if k != "KAIZEN_PROJECT"}
+    for key, folder in (
+        ("RAW_ROOT", "raw"),
+        ("LAKE_ROOT", "lake"),
+        ("FEAST_DATA_DIR", "feast"),
+        ("GX_UNCOMMITTED_DIR", "gx"),
+    ):
+        env[f"KAIZEN_{key}"] = str(tmp_path / "{project}" / folder)
+    env["KAIZEN_GX_DATA_DOCS"] = "failures"
+    proc = subprocess.run(
+        [sys.executable, "-c", SIDE_BY_SIDE, ds],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("SIDE "))
+    credit, churn = (json.loads(line[5:])[n] for n in ("credit_risk", "churn"))
+    assert credit["state"] == "failed" and any("validate" in t for t in credit["failed"]), credit
+    assert credit["quarantined"] == [["orders", ds]]
+    assert churn["state"] == "success" and churn["failed"] == [], churn
+    assert churn["quarantined"] == []
+    assert churn["published"] and all(days == [ds] for days in churn["published"].values())
+    assert credit["lake"] == str(tmp_path / "credit_risk" / "lake") != churn["lake"]
