@@ -5,7 +5,9 @@ wrap their app in `BearerAuth`: every HTTP and WebSocket route needs
 `Authorization: Bearer <token>`, compared in constant time, except the `open_paths`
 (`GET /health` by default: a liveness check tells nothing but "up"). A missing and a wrong
 token get the same 401 with `WWW-Authenticate: Bearer`; a refused WebSocket is closed before
-the handshake (the client sees HTTP 403).
+the handshake (the client sees HTTP 403). A service with several credentials (the feature
+server's read and write tokens) gives role -> token; the role of the token presented is in
+`scope[ROLE]` for the app to authorize by.
 
 `require_token` is the one rule for a configured token: present, at least
 `MIN_TOKEN_LENGTH` characters, printable ASCII without spaces. Without one the service
@@ -15,7 +17,7 @@ refuses to start.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from pydantic import SecretStr
@@ -30,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MIN_TOKEN_LENGTH = 16
 OPEN_PATHS = frozenset({"/health"})  # liveness only: no data behind it
+ROLE = "kaizen.role"  # the scope key BearerAuth puts the presented token's role in
 _UNAUTHORIZED = b'{"detail":"Unauthorized"}'
 
 
@@ -55,9 +58,18 @@ def require_token(secret: SecretStr | None, variable: str, service: str) -> str:
 class BearerAuth:
     """Refuse every request without `Authorization: Bearer <token>`, except `open_paths`."""
 
-    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = OPEN_PATHS):
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | Mapping[str, str],
+        open_paths: frozenset[str] = OPEN_PATHS,
+    ):
+        """`token`: the one token, or role -> token (each role's token must differ)."""
         self.app = app
-        self._token = token.encode("ascii")
+        tokens = {"bearer": token} if isinstance(token, str) else dict(token)
+        self._tokens = [(role, t.encode("ascii")) for role, t in tokens.items()]
+        if len({t for _, t in self._tokens}) != len(self._tokens):
+            raise ValueError("two roles share one token")
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +77,10 @@ class BearerAuth:
         if kind not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
-        if (kind == "http" and scope["path"] in self.open_paths) or self._authorized(scope):
+        role = self._role(scope)
+        if role is not None:
+            scope[ROLE] = role
+        if role is not None or (kind == "http" and scope["path"] in self.open_paths):
             await self.app(scope, receive, send)
             return
         if kind == "websocket":  # closed before the handshake: the client sees HTTP 403
@@ -84,12 +99,16 @@ class BearerAuth:
         )
         await send({"type": "http.response.body", "body": _UNAUTHORIZED})
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _role(self, scope: Scope) -> str | None:
+        """The role whose token the request presents, else None."""
         values = [v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"]
         if len(values) != 1:
-            return False
+            return None
         scheme, _, credentials = values[0].strip().partition(b" ")
         if scheme.lower() != b"bearer":
-            return False
-        # Constant time in the token's content (a length mismatch returns early).
-        return hmac.compare_digest(credentials.strip(), self._token)
+            return None
+        credentials = credentials.strip()
+        # Constant time in each token's content (a length mismatch returns early); every
+        # token is compared, so which one matched does not show in the time either.
+        matches = [role for role, t in self._tokens if hmac.compare_digest(credentials, t)]
+        return matches[0] if matches else None

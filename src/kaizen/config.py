@@ -94,7 +94,15 @@ class Settings(BaseSettings):
     # `kaizen up`. Loopback by default; another host only by choice (e.g. inside a container).
     feature_server_host: str = "127.0.0.1"
     feature_server_port: int = Field(default=6566, ge=1, le=65535)
-    feature_server_token: SecretStr | None = None
+    feature_server_token: SecretStr | None = None  # reads only
+    # Writes (write-to-online-store, push, materialize) need this second token; unset (the
+    # default, never generated), the server takes no writes at all.
+    feature_server_write_token: SecretStr | None = None
+    # What one request may carry: entity rows of a read or rows of a write, and body bytes.
+    feature_server_max_entities: int = Field(default=1000, ge=1, le=100_000)
+    feature_server_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # How far past the server's clock a written event time may be (clock skew), in seconds.
+    feature_server_future_tolerance_seconds: float = Field(default=300, ge=0, le=86_400)
     # The prediction API (`kaizen serve`): the champion model on the online features, behind
     # its own bearer token (generated into .env by the first `kaizen up`; no token, no server).
     prediction_api_host: str = "127.0.0.1"

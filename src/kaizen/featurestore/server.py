@@ -1,19 +1,26 @@
-"""`kaizen feature-server`: Feast's own feature server behind a bearer token, with freshness.
+"""`kaizen feature-server`: Feast's own feature server behind bearer tokens, with freshness.
 
 Feast's built-in auth is OIDC or Kubernetes only, and it serves online values past their
 view's TTL as if current (feast-dev/feast#6821). Feast's app (`feast.feature_server.get_app`)
-is served unmodified, inside two plain ASGI layers of ours, outermost first:
+is served unmodified, inside three plain ASGI layers of ours, outermost first:
 
 1. `kaizen.asgi.BearerAuth` (the prediction API's too): every HTTP and WebSocket route needs
    `Authorization: Bearer <token>`, compared in constant time, except `GET /health` (Feast's
-   liveness check: 200 or 503 with an empty body, so it tells nothing but "up"). Missing and
-   wrong tokens get the same 401.
-2. `Freshness`: a 200 from `POST /get-online-features` is judged like `online.read_features`
+   liveness check: 200 or 503, so it tells nothing but "up"). Missing and wrong tokens get
+   the same 401. The token's role (read or write) goes on to:
+2. `kaizen.featurestore.gate.Gate`: the read token may only read (`POST /get-online-features`
+   and the API docs); every other route is a write and needs the write token (403), which is
+   optional: without it the server takes no writes. Bodies are capped, parsed and checked
+   against the registry (`server_checks`: types, columns, no event time in the future)
+   before Feast sees them, and every error is one line of `{"detail": ...}`.
+3. `Freshness`: a 200 from `POST /get-online-features` is judged like `online.read_features`
    at the server's clock: a value of a view past its TTL gets status `OUTSIDE_MAX_AGE` (Feast's
    own status enum) and, under the `refuse` policy (the server's), a null value.
 
-The token is `KAIZEN_FEATURE_SERVER_TOKEN` (`.env`; the first `kaizen up` generates it). With
-none the server refuses to start. It binds `KAIZEN_FEATURE_SERVER_HOST` (127.0.0.1) and
+The read token is `KAIZEN_FEATURE_SERVER_TOKEN` (`.env`; the first `kaizen up` generates it).
+With none the server refuses to start. The write token is `KAIZEN_FEATURE_SERVER_WRITE_TOKEN`,
+set by hand when something should write through the server (Kaizen's own stages write
+through the SDK). It binds `KAIZEN_FEATURE_SERVER_HOST` (127.0.0.1) and
 `KAIZEN_FEATURE_SERVER_PORT` (6566).
 """
 
@@ -31,19 +38,41 @@ from kaizen.asgi import ASGIApp, BearerAuth, Message, Receive, Scope, Send
 from kaizen.asgi import require_token as checked_token
 from kaizen.config import Settings
 from kaizen.errors import ConfigError, KaizenError
+from kaizen.featurestore.gate import READ, WRITE, Gate
 from kaizen.featurestore.online import POLICIES, Policy, judge
 from kaizen.featurestore.plans import evidence, plan_for_refs, plan_for_service
+from kaizen.featurestore.server_checks import Limits
 from kaizen.logs import get_logger
 
 log = get_logger(__name__)
 
 TOKEN_VARIABLE = "KAIZEN_FEATURE_SERVER_TOKEN"
+WRITE_TOKEN_VARIABLE = "KAIZEN_FEATURE_SERVER_WRITE_TOKEN"
 SERVER_POLICY: Policy = "refuse"  # params.yaml: a value past its TTL is "not served"
 
 
 def require_token(settings: Settings) -> str:
     """The configured token, or one line saying why the server will not start without one."""
     return checked_token(settings.feature_server_token, TOKEN_VARIABLE, "feature server")
+
+
+def write_token(settings: Settings) -> str | None:
+    """The write token, None when writes are off, or one line saying what is wrong with it."""
+    secret = settings.feature_server_write_token
+    if secret is None or not secret.get_secret_value():
+        return None
+    token = checked_token(secret, WRITE_TOKEN_VARIABLE, "feature server write")
+    if settings.feature_server_token and token == settings.feature_server_token.get_secret_value():
+        raise ConfigError(f"{WRITE_TOKEN_VARIABLE} must differ from {TOKEN_VARIABLE}")
+    return token
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        max_entities=settings.feature_server_max_entities,
+        max_body_bytes=settings.feature_server_max_body_bytes,
+        future_tolerance=dt.timedelta(seconds=settings.feature_server_future_tolerance_seconds),
+    )
 
 
 def utc_now() -> dt.datetime:
@@ -179,15 +208,21 @@ def build_app(
     store: Any,
     token: str,
     *,
+    write_token: str | None = None,
+    limits: Limits = Limits(),  # noqa: B008 - frozen
     policy: Policy = SERVER_POLICY,
     clock: Callable[[], dt.datetime] = utc_now,
     registry_ttl_sec: int = 5,
 ) -> ASGIApp:
-    """Feast's feature server app inside Kaizen's freshness and authentication layers."""
+    """Feast's feature server app inside Kaizen's freshness, gate and authentication layers.
+    `token` reads; `write_token` (optional: None, no writes) also writes."""
     from feast.feature_server import get_app
 
     feast_app = get_app(store, registry_ttl_sec=registry_ttl_sec)
-    return BearerAuth(Freshness(feast_app, store, policy=policy, clock=clock), token)
+    fresh = Freshness(feast_app, store, policy=policy, clock=clock)
+    gate = Gate(fresh, store, writes=write_token is not None, limits=limits, clock=clock)
+    tokens = {READ: token, **({WRITE: write_token} if write_token else {})}
+    return BearerAuth(gate, tokens)
 
 
 def serve(settings: Settings) -> None:
@@ -196,7 +231,7 @@ def serve(settings: Settings) -> None:
 
     from kaizen.featurestore.store import open_store
 
-    token = require_token(settings)
+    token, writer = require_token(settings), write_token(settings)
     # Feast logs every registry refresh (every few seconds) at INFO.
     logging.getLogger("feast.infra.registry.registry").setLevel(logging.WARNING)
     host, port = settings.feature_server_host, settings.feature_server_port
@@ -211,7 +246,7 @@ def serve(settings: Settings) -> None:
         if not (settings.feast_repo / "feature_store.yaml").is_file():
             raise ConfigError(f"no Feast repo at {settings.feast_repo} (KAIZEN_FEAST_REPO)")
         store = open_store(settings)
-        app = build_app(store, token)
+        app = build_app(store, token, write_token=writer, limits=limits(settings))
         config = uvicorn.Config(
             app,
             log_config=None,  # Kaizen's logging, configured by the CLI
@@ -220,10 +255,11 @@ def serve(settings: Settings) -> None:
             timeout_graceful_shutdown=5,
         )
         log.info(
-            "feature server on http://%s:%d (bearer token from %s; freshness policy %s)",
+            "feature server on http://%s:%d (read token from %s; writes %s; freshness policy %s)",
             host,
             port,
             TOKEN_VARIABLE,
+            f"with {WRITE_TOKEN_VARIABLE}" if writer else "off",
             SERVER_POLICY,
         )
         uvicorn.Server(config).run(sockets=[sock])
