@@ -166,18 +166,27 @@ class Server:
     url: str
     port: int
     token: str
+    write_token: str
     proc: subprocess.Popen[bytes]
+    log: Path
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    @property
+    def write_auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.write_token}"}
+
 
 @pytest.fixture(scope="module")
 def server(small_store: SmallStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("feature-server-home")
-    token = platform_secrets.generate_password()
-    platform_secrets.write_private(home / ".env", f"KAIZEN_FEATURE_SERVER_TOKEN={token}\n")
+    token, writer = platform_secrets.generate_password(), platform_secrets.generate_password()
+    platform_secrets.write_private(
+        home / ".env",
+        f"KAIZEN_FEATURE_SERVER_TOKEN={token}\nKAIZEN_FEATURE_SERVER_WRITE_TOKEN={writer}\n",
+    )
     port = free_port()
     settings = small_store.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIZEN_")}
@@ -210,7 +219,7 @@ def server(small_store: SmallStore, tmp_path_factory: pytest.TempPathFactory) ->
                     pass
                 assert time.monotonic() < deadline, f"no health:\n{log.read_text()[-3000:]}"
                 time.sleep(0.2)
-        yield Server(url=url, port=port, token=token, proc=proc)
+        yield Server(url=url, port=port, token=token, write_token=writer, proc=proc, log=log)
     finally:
         proc.terminate()
         try:
@@ -218,7 +227,8 @@ def server(small_store: SmallStore, tmp_path_factory: pytest.TempPathFactory) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        assert token not in log.read_text(), "the token reached the server's log"
+        text = log.read_text()
+        assert token not in text and writer not in text, "a token reached the server's log"
 
 
 def _client() -> httpx.Client:
@@ -389,3 +399,106 @@ def test_latency_of_one_authenticated_read(server: Server) -> None:
     p50, p99 = seconds[100] * 1e3, seconds[197] * 1e3
     print(f"\nfeature server /get-online-features, 1 entity: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     assert p50 < 500  # a sanity bound only: this machine's two cores are shared
+
+
+# -- read and write tokens, caps, over real HTTP ---------------------------------------------------
+
+
+def test_the_write_token_from_env_reads_and_the_read_token_cannot_write(
+    server: Server, small_store: SmallStore
+) -> None:
+    """The tester's attack: a real entity's row stamped 2099, written with the read token."""
+    now = dt.datetime.now(dt.UTC)
+    row = {**_profile_row(5, "2099-01-01T00:00:00+00:00"), "credit_limit": [1.0]}
+    attack = {"feature_view_name": "customer_profile", "df": row}
+    with _client() as client:
+        read = client.post(
+            f"{server.url}/get-online-features", headers=server.write_auth, json=_body([5])
+        )
+        refused = {
+            path: client.post(f"{server.url}{path}", headers=server.auth, json=attack)
+            for path in [
+                "/write-to-online-store",
+                "/push",
+                "/materialize",
+                "/materialize-incremental",
+            ]
+        }
+        future = client.post(
+            f"{server.url}/write-to-online-store", headers=server.write_auth, json=attack
+        )
+        fresh = client.post(
+            f"{server.url}/write-to-online-store",
+            headers=server.write_auth,
+            json={
+                "feature_view_name": "customer_profile",
+                "df": _profile_row(9_200_001, now.isoformat()),
+            },
+        )
+    assert read.status_code == 200, read.text
+    assert {p: r.status_code for p, r in refused.items()} == dict.fromkeys(refused, 403)
+    assert all("needs the write token" in r.json()["detail"] for r in refused.values())
+    assert future.status_code == 400
+    assert "event_timestamp[0] = 2099-01-01T00:00:00+00:00" in future.json()["detail"]
+    assert fresh.status_code == 200, fresh.text
+    store = small_store.store()
+    online = store.get_online_features(  # type: ignore[attr-defined]
+        features=["customer_profile:credit_limit"],
+        entity_rows=[{"customer_id": 5}, {"customer_id": 9_200_001}],
+    ).to_dict()
+    assert online["credit_limit"][0] != 1.0 and online["credit_limit"][1] == 1.0
+    assert "writes with KAIZEN_FEATURE_SERVER_WRITE_TOKEN" in server.log.read_text()
+
+
+def _profile_row(customer_id: int, event_time: str) -> dict[str, list]:
+    return {
+        "customer_id": [customer_id],
+        "event_timestamp": [event_time],
+        "tenure_days": [30],
+        "credit_limit": [1.0],
+        "annual_income": [1000.0],
+        "region": ["north"],
+        "income_band": ["0-30k"],
+    }
+
+
+def test_a_body_past_the_cap_is_413_before_it_is_read(server: Server) -> None:
+    """8 MB declared, 64 KB sent: the answer comes without the rest (the cap is 1 MiB)."""
+    head = (
+        f"POST /get-online-features HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Authorization: Bearer {server.token}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 8000000\r\n\r\n"
+    )
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b'{"entities": {"customer_id": [' + b"1," * 32_000)
+        answer = b""
+        while b"}" not in answer:  # the head, then the one-line JSON body
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    seconds = time.perf_counter() - started
+    print(f"\n413 for an 8 MB body after {seconds * 1e3:.1f} ms")
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"KAIZEN_FEATURE_SERVER_MAX_BODY_BYTES" in answer
+    assert seconds < 2
+
+
+def test_more_entities_than_the_cap_is_413(server: Server) -> None:
+    with _client() as client:
+        started = time.perf_counter()
+        response = client.post(
+            f"{server.url}/get-online-features",
+            headers=server.auth,
+            json=_body(list(range(1001))),
+        )
+        seconds = time.perf_counter() - started
+        at_cap = client.post(
+            f"{server.url}/get-online-features", headers=server.auth, json=_body(list(range(1000)))
+        )
+    assert response.status_code == 413, response.text
+    assert response.json() == {
+        "detail": "1001 rows in one request: at most 1000 (KAIZEN_FEATURE_SERVER_MAX_ENTITIES)"
+    }
+    assert at_cap.status_code == 200 and seconds < 2
