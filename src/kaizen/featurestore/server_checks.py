@@ -348,7 +348,6 @@ def _checked_rows(
     source: Any,
     limits: Limits,
     now: dt.datetime,
-    extra: frozenset[str] = frozenset(),
 ) -> Body:
     """`df`'s columns are the views' keys, features and the source's event time (and
     optionally its created time): typed, keys not null, no time in the future."""
@@ -361,7 +360,7 @@ def _checked_rows(
         kinds.update({f.name: kind_of(f.dtype) for f in view.features})
     kinds[event] = "timestamp"
     optional = {created} if created else set()
-    _exact_columns(name, df, list(kinds), frozenset(optional | extra))
+    _exact_columns(name, df, list(kinds), frozenset(optional))
     if created and created in df:
         kinds[created] = "timestamp"
     _typed(name, df, kinds, nullable=frozenset(set(kinds) - {*keys, event}))
@@ -393,8 +392,7 @@ def check_push(store: Any, body: Body, limits: Limits, now: dt.datetime) -> Body
     ]
     df = body["df"]
     _columns("df", df, limits, "column")
-    schema = frozenset(f.name for f in source.schema)
-    return {**body, "df": _checked_rows("df", df, views, source.batch_source, limits, now, schema)}
+    return {**body, "df": _checked_rows("df", df, views, source.batch_source, limits, now)}
 
 
 def check_materialize(store: Any, body: Body, limits: Limits, now: dt.datetime) -> Body:
