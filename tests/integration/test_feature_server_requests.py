@@ -408,3 +408,41 @@ def test_the_store_down_is_a_503_that_names_no_host(small_store: SmallStore) -> 
         assert response.status_code == 503, response.text
         assert response.json() == {"detail": UNAVAILABLE}
         assert str(port) not in response.text and "127.0.0.1" not in response.text
+
+
+REDIS_DB = 9  # a database of its own, flushed before and after
+
+
+def test_on_redis_a_write_lands_and_a_future_one_changes_nothing(
+    small_store: SmallStore, redis_url: str
+) -> None:
+    """The same gate in front of Feast's Redis store (Kaizen's monotonic one)."""
+    import redis
+
+    from kaizen.featurestore.store import open_store
+
+    keys = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    keys.flushdb()
+    settings = small_store.settings.model_copy(
+        update={
+            "feast_online_store": "redis",
+            "redis_connection": f"127.0.0.1:6379,db={REDIS_DB}",
+        }
+    )
+    try:
+        app = build_app(open_store(settings), READ, write_token=WRITE, registry_ttl_sec=0)
+        when = (_now() - dt.timedelta(minutes=1)).replace(microsecond=0).isoformat()
+        with TestClient(app) as client:
+            first = _write(_profile([9_300_401], [when], credit_limit=[10.0]))
+            written = client.post("/write-to-online-store", headers=_auth(WRITE), json=first)
+            assert written.status_code == 200, written.text
+            attack = _write(_profile([9_300_401], ["2099-01-01T00:00:00Z"], credit_limit=[99.0]))
+            refused = client.post("/write-to-online-store", headers=_auth(WRITE), json=attack)
+            by_reader = client.post("/write-to-online-store", headers=_auth(READ), json=attack)
+            got = _read(client, [9_300_401])["credit_limit"]
+        assert refused.status_code == 400 and "2099-01-01T00:00:00Z" in refused.json()["detail"]
+        assert by_reader.status_code == 403
+        assert got["values"] == [10.0] and got["statuses"] == ["PRESENT"]
+        assert keys.dbsize() > 0  # it was Redis that answered
+    finally:
+        keys.flushdb()
