@@ -153,10 +153,10 @@ class Gate:
     def _not_a_reader(self) -> str:
         if not self.writes:
             return (
-                "this route writes to the feature store, and writes are off on this server "
+                "the read token only reads, and writes are off on this feature server "
                 "(no KAIZEN_FEATURE_SERVER_WRITE_TOKEN is set)"
             )
-        return "this route writes to the feature store: it needs the write token"
+        return "the read token only reads: this route needs the write token"
 
     async def _checked_body(self, scope: Scope, receive: Receive, check: Check) -> bytes:
         from starlette.concurrency import run_in_threadpool
