@@ -95,11 +95,17 @@ class Settings(BaseSettings):
     feature_server_host: str = "127.0.0.1"
     feature_server_port: int = Field(default=6566, ge=1, le=65535)
     feature_server_token: SecretStr | None = None
+    # Requests in flight past which a server answers 503 at once (`kaizen.asgi.LoadShed`; per
+    # worker process; never /health): a property of the deployment, like its workers, not of
+    # a project. 40: both servers run their blocking work in Starlette's thread pool (anyio's
+    # 40 threads per process), past which a request would only wait for a thread.
+    feature_server_max_in_flight: int = Field(default=40, ge=1, le=10_000)
     # The prediction API (`kaizen serve`): the champion model on the online features, behind
     # its own bearer token (generated into .env by the first `kaizen up`; no token, no server).
     prediction_api_host: str = "127.0.0.1"
     prediction_api_port: int = Field(default=6570, ge=1, le=65535)
     prediction_api_token: SecretStr | None = None
+    prediction_api_max_in_flight: int = Field(default=40, ge=1, le=10_000)  # the same, per worker
     serve_projects: list[str] = []  # the projects `kaizen serve` serves; empty: every one
     # Where Kaizen logs runs and registers models; empty means straight to the stores below
     # (the ones `kaizen up`'s server serves). An http(s) URL goes through a tracking server.
