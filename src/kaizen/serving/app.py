@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kaizen.asgi import OPEN_PATHS, BearerAuth, LoadShed
+from kaizen.config import DEFAULT_MAX_IN_FLIGHT
 from kaizen.errors import ConfigError
 from kaizen.logs import bound_context, get_logger
 from kaizen.runtime import Runtime
@@ -271,7 +272,9 @@ def _project_routes(predictor: Predictor) -> APIRouter:
 
 
 def build_app(
-    predictors: Predictor | Sequence[Predictor], token: str, max_in_flight: int = 40
+    predictors: Predictor | Sequence[Predictor],
+    token: str,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> Any:
     """The API of one or several projects' predictors, behind the bearer token; past
     `max_in_flight` requests in flight (settings.prediction_api_max_in_flight) a 503 at once."""
