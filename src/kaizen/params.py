@@ -185,6 +185,11 @@ class ServeParams(_Section):
     # The decision below the threshold, and at or above it (e.g. [approve, review]).
     decisions: tuple[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]]
     freshness_policy: Literal["mark", "refuse"]
+    # A request some of whose views are missing or past their TTL: `refer` answers
+    # `refer_decision` (a person decides, never the threshold), `score` decides on what is
+    # there. An entity with no view at all is a 404 under either.
+    incomplete_policy: Literal["refer", "score"]
+    refer_decision: Annotated[str, Field(min_length=1)]
     alias_refresh_seconds: Annotated[float, Field(ge=0.1, le=3600)]
     canary_salt: Annotated[str, Field(min_length=1, max_length=200)]
     batch_max_rows: Annotated[int, Field(ge=1, le=10_000)]

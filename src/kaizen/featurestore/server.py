@@ -27,7 +27,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from kaizen.asgi import ASGIApp, BearerAuth, Message, Receive, Scope, Send
+from kaizen.asgi import ASGIApp, BearerAuth, LoadShed, Message, Receive, Scope, Send
 from kaizen.asgi import require_token as checked_token
 from kaizen.config import Settings
 from kaizen.errors import ConfigError, KaizenError
@@ -182,12 +182,15 @@ def build_app(
     policy: Policy = SERVER_POLICY,
     clock: Callable[[], dt.datetime] = utc_now,
     registry_ttl_sec: int = 5,
+    max_in_flight: int = 40,  # past it a 503 at once (settings.feature_server_max_in_flight)
 ) -> ASGIApp:
     """Feast's feature server app inside Kaizen's freshness and authentication layers."""
     from feast.feature_server import get_app
 
     feast_app = get_app(store, registry_ttl_sec=registry_ttl_sec)
-    return BearerAuth(Freshness(feast_app, store, policy=policy, clock=clock), token)
+    return LoadShed(
+        BearerAuth(Freshness(feast_app, store, policy=policy, clock=clock), token), max_in_flight
+    )
 
 
 def serve(settings: Settings) -> None:
@@ -211,7 +214,7 @@ def serve(settings: Settings) -> None:
         if not (settings.feast_repo / "feature_store.yaml").is_file():
             raise ConfigError(f"no Feast repo at {settings.feast_repo} (KAIZEN_FEAST_REPO)")
         store = open_store(settings)
-        app = build_app(store, token)
+        app = build_app(store, token, max_in_flight=settings.feature_server_max_in_flight)
         config = uvicorn.Config(
             app,
             log_config=None,  # Kaizen's logging, configured by the CLI
