@@ -45,6 +45,10 @@ class FeaturesUnavailable(KaizenError):
     """The online store could not be read (503)."""
 
 
+# What a client is told: the cause (a host, a port, a driver's message) goes to the log only.
+UNAVAILABLE = "online features unavailable: the online store did not answer; retry later"
+
+
 class PredictionFailed(KaizenError):
     """The model could not score the request (500)."""
 
@@ -183,9 +187,8 @@ class Predictor:
             ).entities
         except Exception as exc:
             self.metrics.errors.labels("feature_store").inc()
-            raise FeaturesUnavailable(
-                f"online features unavailable ({type(exc).__name__}: {_first_line(exc)})"
-            ) from None
+            log.error("online features unavailable (%s: %s)", type(exc).__name__, _first_line(exc))
+            raise FeaturesUnavailable(UNAVAILABLE) from None
         self._unknown([features])
         (inputs,) = model.input_rows([{**features.values, **entity}])
         try:
@@ -243,8 +246,8 @@ class Predictor:
             self.metrics.errors.labels("feature_store").inc()
             message = f"online features unavailable ({type(exc).__name__}: {_first_line(exc)})"
             log.error("%s; %d request(s) failed", message, len(requests))
-            self._log_failures(requests, ids, jobs, now, started, message)
-            raise FeaturesUnavailable(message) from None
+            self._log_failures(requests, ids, jobs, now, started, message)  # the detail: ours
+            raise FeaturesUnavailable(UNAVAILABLE) from None
         # Before anything is scored or logged: an entity its served model knows nothing of.
         self._unknown([features[m.feature_service][i] for i, m, role in jobs if role == "served"])
         # Score: one call per (model, role) over its rows.
