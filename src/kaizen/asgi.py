@@ -1,4 +1,4 @@
-"""The bearer token in front of Kaizen's HTTP services: one check, one ASGI layer.
+"""The layers in front of Kaizen's HTTP services: the bearer token, and load shedding.
 
 The feature server (`kaizen feature-server`) and the prediction API (`kaizen serve`) both
 wrap their app in `BearerAuth`: every HTTP and WebSocket route needs
@@ -12,14 +12,22 @@ server's read and write tokens) gives role -> token; the role of the token prese
 `require_token` is the one rule for a configured token: present, at least
 `MIN_TOKEN_LENGTH` characters, printable ASCII without spaces. Without one the service
 refuses to start.
+
+`LoadShed` (outermost in both servers) bounds the requests in flight: past `limit` it answers
+503 with `Retry-After` at once instead of letting requests queue into their clients'
+timeouts. `open_paths` are never shed (a health check under load must still say "up").
+uvicorn's own `limit_concurrency` is no substitute: it counts idle keep-alive connections too,
+and sheds /health.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+import anyio
 from pydantic import SecretStr
 
 from kaizen.errors import ConfigError
@@ -34,6 +42,7 @@ MIN_TOKEN_LENGTH = 16
 OPEN_PATHS = frozenset({"/health"})  # liveness only: no data behind it
 ROLE = "kaizen.role"  # the scope key BearerAuth puts the presented token's role in
 _UNAUTHORIZED = b'{"detail":"Unauthorized"}'
+RETRY_AFTER_SECONDS = 1
 
 
 def require_token(secret: SecretStr | None, variable: str, service: str) -> str:
@@ -112,3 +121,48 @@ class BearerAuth:
         # token is compared, so which one matched does not show in the time either.
         matches = [role for role, t in self._tokens if hmac.compare_digest(credentials, t)]
         return matches[0] if matches else None
+
+
+class LoadShed:
+    """At most `limit` HTTP requests in flight; past it a 503 with `Retry-After`, at once.
+
+    A slot is taken without waiting (anyio's semaphore, `acquire_nowait`) and held until the
+    response is sent, or the app fails. `open_paths` are never counted nor shed; WebSocket
+    and lifespan events pass through. `shed` counts the refused requests.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        open_paths: frozenset[str] = OPEN_PATHS,
+        retry_after_s: int = RETRY_AFTER_SECONDS,
+    ):
+        if limit < 1:
+            raise ConfigError(f"the in-flight request limit must be at least 1 (got {limit})")
+        self.app, self.limit, self.open_paths = app, limit, open_paths
+        self._slots = anyio.Semaphore(limit)
+        self.shed = 0
+        body = {"detail": f"overloaded: {limit} requests in flight; retry in {retry_after_s} s"}
+        self._body = json.dumps(body).encode()
+        self._headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._body)).encode()),
+            (b"retry-after", str(retry_after_s).encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            self.shed += 1
+            await send({"type": "http.response.start", "status": 503, "headers": self._headers})
+            await send({"type": "http.response.body", "body": self._body})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._slots.release()

@@ -28,6 +28,11 @@ def _default_home() -> Path:
     return Path(os.environ.get("KAIZEN_HOME") or Path.cwd()).resolve()
 
 
+# Both servers run their blocking work (an online read, a model) in Starlette's thread pool,
+# anyio's 40 threads per process: past that many in flight a request only waits for a thread.
+DEFAULT_MAX_IN_FLIGHT = 40
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KAIZEN_",
@@ -103,11 +108,16 @@ class Settings(BaseSettings):
     feature_server_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     # How far past the server's clock a written event time may be (clock skew), in seconds.
     feature_server_future_tolerance_seconds: float = Field(default=300, ge=0, le=86_400)
+    # Requests in flight past which a server answers 503 at once (`kaizen.asgi.LoadShed`; per
+    # worker process; never /health): a property of the deployment, like its workers, not of
+    # a project.
+    feature_server_max_in_flight: int = Field(default=DEFAULT_MAX_IN_FLIGHT, ge=1, le=10_000)
     # The prediction API (`kaizen serve`): the champion model on the online features, behind
     # its own bearer token (generated into .env by the first `kaizen up`; no token, no server).
     prediction_api_host: str = "127.0.0.1"
     prediction_api_port: int = Field(default=6570, ge=1, le=65535)
     prediction_api_token: SecretStr | None = None
+    prediction_api_max_in_flight: int = Field(default=DEFAULT_MAX_IN_FLIGHT, ge=1, le=10_000)
     serve_projects: list[str] = []  # the projects `kaizen serve` serves; empty: every one
     # Where Kaizen logs runs and registers models; empty means straight to the stores below
     # (the ones `kaizen up`'s server serves). An http(s) URL goes through a tracking server.

@@ -129,11 +129,15 @@ def run_demo(
         _show_model(rt, echo)
         echo("5/5 the promotion gates through Airflow (staging, then production)")
         promoted = run_once(dag_id(name, "promote"), rt.settings)
-        if promoted.ok:
-            _show_promotion(rt, echo, dates[-1], request)
-        else:
+        if not promoted.ok:
             echo(f"    promote: {promoted.state} ({promoted.failures()})")
             problems.append(f"{promoted.dag_id} ended {promoted.state}")
+        elif not _show_promotion(rt, echo, dates[-1], request):
+            # A demo without a champion serves nothing: say so and fail, never "done".
+            problems.append(
+                f"no champion after {promoted.dag_id}: the gates kept every candidate out "
+                f"(the reasons above; `kaizen -p {name} ledger` and the decision records)"
+            )
     else:
         echo(f"    training: {trained.state} ({trained.failures()})")
         problems.append(f"{trained.dag_id} ended {trained.state}")
@@ -240,9 +244,10 @@ def _show_promotion(
     echo: Callable[[str], None],
     last_ds: str,
     request: dict[str, Any] | None,
-) -> None:
+) -> bool:
     """The ledger's story, then one prediction through the same code path as POST /predict,
-    asked at the end of the generated history (the features' TTLs are judged then)."""
+    asked at the end of the generated history (the features' TTLs are judged then). False
+    when there is no champion."""
     from kaizen.promotion.ledger import events, format_events
     from kaizen.serving.app import build_predictor
     from kaizen.serving.schemas import request_model
@@ -250,15 +255,15 @@ def _show_promotion(
 
     for line in format_events(events(rt)[-3:]):
         echo(f"    {line}")
-    if request is None:
-        echo("    no request in the history to predict")
-        return
     asked_at = as_of(last_ds).to_pydatetime()
     predictor = build_predictor(rt, clock=lambda: asked_at)
     predictor.refresher.refresh()
     if predictor.deployment.champion is None:
         echo("    no champion: the gates kept the candidate out (see the reasons above)")
-        return
+        return False
+    if request is None:
+        echo("    no request in the history to predict")
+        return True
     service = rt.params.training_set.feature_service
     models = request_model(
         rt.project, rt.schema.service(service), rt.schema.service_join_keys(service)
@@ -272,6 +277,7 @@ def _show_promotion(
         f"(features fresh at {asked_at:%Y-%m-%d %H:%M}Z: {answer.fresh}); "
         f"`make serve` serves it"
     )
+    return True
 
 
 def _show_model(rt: Runtime, echo: Callable[[str], None]) -> None:

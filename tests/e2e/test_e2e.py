@@ -1,6 +1,7 @@
 """The platform as a user runs it: DataOps, training, promote and monitor through the real
 DAGs, then a prediction on the online features, for both worked examples (credit_risk and
-churn) in one Airflow and one MLflow, in the `local` profile (and credit_risk in `stack`).
+churn) and a project `kaizen init` has just scaffolded, in one Airflow and one MLflow, in the
+`local` profile (and credit_risk in `stack`).
 
 Each profile runs in a fresh clone of the working tree (the training DAG runs `dvc repro` in
 the project's folder) and in a clean child process, so Airflow, MLflow and Feast read their
@@ -28,10 +29,13 @@ DAG_DAYS = 2  # the last days go through <project>.dataops_daily (~8 s each, mor
 # The smallest worlds that train and promote. credit_risk: terms 0, so an invoice's label is
 # final 30 days after it is issued; 45 days leave 15 labelled days (5 of them the holdout).
 # churn: a label is final 7 days after the activity day; 40 days leave 33.
+# acme: a project `kaizen init` scaffolds from the template in the clone, as a user would.
 WORLDS = {
     "credit_risk": {"days": 45, "customers": 2000, "terms_days": 0, "seed": 21},
     "churn": {"days": 40, "seed": 7},
+    "acme": {"days": 30, "seed": 7},  # labels final 7 days on: 23 labelled days
 }
+SCAFFOLDED = "acme"
 CREDIT_RISK_CUSTOMERS = WORLDS["credit_risk"]["customers"]
 
 DRIVER = textwrap.dedent("""
@@ -55,6 +59,8 @@ DRIVER = textwrap.dedent("""
 
     def drive(name):
         rt = Runtime(base.for_project(name))
+        from kaizen.project.check import check
+        problems = check(rt)  # the whole project, before anything runs
         first, count = demo_window(rt)
         dates = [(first + dt.timedelta(days=i)).isoformat() for i in range(count)]
         raw = rt.settings.raw_root
@@ -108,6 +114,7 @@ DRIVER = textwrap.dedent("""
             for ds in dates[-dag_days:] for layer, source in layers
         }
         return {
+            "check": problems,
             "dataops": [(o.ds, o.state, o.failed_tasks, o.seconds, o.errors) for o in dataops],
             "train": outcome(train),
             "promote": outcome(promote),
@@ -132,23 +139,40 @@ def _clone(tmp_path: Path, projects: list[str]) -> Path:
     """A clone of the working tree with each project's small world in its params.yaml."""
     clone = tmp_path / "clone"
     clone_working_tree(clone)
+    for name in projects:
+        _small_world(clone, name)
+    return clone
+
+
+def _small_world(clone: Path, name: str) -> None:
     import yaml
 
-    for name in projects:
-        params_file = clone / "projects" / name / "params.yaml"
-        params = yaml.safe_load(params_file.read_text())
-        params["project"]["simulate"].update(WORLDS[name])
-        params["train"]["holdout_days"] = 5
-        # The staging gate's in-process latency budget measures this machine's load, not the
-        # flow under test (CI runners are shared); the budget gate has its own tests.
-        params["promote"]["budget"]["latency_p99_ms"] = 5000
-        if name == "churn":
-            # In this 40-day world one holdout row of churn's model sits within float32
-            # rounding of a split (ONNX parity 2.5e-3 > 1e-4), so register refuses; the ONNX
-            # form has its own tests, and credit_risk's flow here registers one.
-            params["register"]["onnx"]["enabled"] = False
-        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    return clone
+    params_file = clone / "projects" / name / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["project"]["simulate"].update(WORLDS[name])
+    params["train"]["holdout_days"] = 5
+    # The staging gate's in-process latency budget measures this machine's load, not the
+    # flow under test (CI runners are shared); the budget gate has its own tests.
+    params["promote"]["budget"]["cpu_p99_ms"] = 5000
+    if name != "credit_risk":
+        # Faster versions of what the flow does not look at (credit_risk keeps its defaults,
+        # ONNX form included): explanations and importances have their own tests. In
+        # churn's 40-day world one holdout row sits within float32 rounding of a split
+        # (ONNX parity 2.5e-3 > 1e-4), so register would refuse its ONNX form.
+        params["register"]["onnx"]["enabled"] = False
+        params["evaluate"]["permutation_repeats"] = 1
+        params["explain"].update({"sample_rows": 20, "background_rows": 10})
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _scaffold(clone: Path, env: dict[str, str], name: str) -> None:
+    """`kaizen init NAME` in the clone, then its small world."""
+    kaizen = Path(sys.executable).with_name("kaizen")
+    proc = subprocess.run(
+        [str(kaizen), "init", name], cwd=clone, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _small_world(clone, name)
 
 
 def _clean_env(clone: Path, tmp_path: Path) -> dict[str, str]:
@@ -185,6 +209,7 @@ def _drive(clone: Path, env: dict[str, str], projects: list[str]) -> dict:
 
 
 def _assert_flow(name: str, result: dict) -> None:
+    assert result["check"] == [], (name, result["check"])  # `kaizen check`: the project is whole
     assert [(ds, state, failed) for ds, state, failed, *_ in result["dataops"]] == [
         (ds, "success", []) for ds, *_ in result["dataops"]
     ], (name, result["dataops"])
@@ -210,20 +235,23 @@ def _summary(result: dict) -> str:
 
 @pytest.mark.slow
 @pytest.mark.airflow
-def test_local_profile_end_to_end_for_both_projects_in_one_airflow(tmp_path: Path) -> None:
-    projects = ["credit_risk", "churn"]
-    clone = _clone(tmp_path, projects)
+def test_local_profile_end_to_end_for_every_project_in_one_airflow(tmp_path: Path) -> None:
+    """Both worked examples and a project just scaffolded by `kaizen init`, side by side."""
+    projects = ["credit_risk", "churn", SCAFFOLDED]
+    clone = _clone(tmp_path, projects[:2])
     env = _clean_env(clone, tmp_path)
     started = time.perf_counter()
+    _scaffold(clone, env, SCAFFOLDED)
     result = _drive(clone, env, projects)
     print(f"local e2e: {time.perf_counter() - started:.0f}s", _summary(result))
     for name in projects:
         _assert_flow(name, result[name])
     credit, churn = result["credit_risk"], result["churn"]
-    # Each project kept its own lake and model; churn's string key reached the prediction.
-    assert credit["lake_root"] != churn["lake_root"]
+    # Each project kept its own lake and model; the string keys reached the prediction.
+    assert len({r["lake_root"] for r in result.values()}) == len(projects)
     assert all(str(clone / "projects" / n / "data") in result[n]["lake_root"] for n in projects)
     assert isinstance(churn["request"]["user_id"], str)
+    assert isinstance(result[SCAFFOLDED]["request"]["account_id"], str)
     assert isinstance(credit["request"]["customer_id"], int)
     runs = _airflow_runs(tmp_path / "airflow" / "airflow.db")
     for name in projects:

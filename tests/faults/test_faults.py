@@ -51,7 +51,7 @@ def test_a_model_scoring_nan_is_rejected_by_the_gate_not_a_crash() -> None:
             [],
             [],
         ),
-        {"latency_p99_ms": 1.0, "size_bytes": 10, "training_days": {}},
+        {"timing": {"cpu_p99_ms": 1.0}, "size_bytes": 10, "training_days": {}},
     )
     [floors] = found
     assert floors.name == "floors" and not floors.passed

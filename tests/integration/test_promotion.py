@@ -47,7 +47,7 @@ def _gate_params(rt: Runtime) -> Runtime:
                 update={"bootstrap_samples": 200}
             ),
             # Latency is the gate's business, not this test's: CI machines are shared.
-            "budget": p.promote.budget.model_copy(update={"latency_p99_ms": 2000}),
+            "budget": p.promote.budget.model_copy(update={"cpu_p99_ms": 2000}),
             "production": p.promote.production.model_copy(
                 update={"min_labelled": 100, "min_positives": 5}
             ),

@@ -35,8 +35,8 @@ def test_scenario_puts_history_before_day_one_and_the_shock_on_its_day(tmp_path:
     assert s.params.explain.sample_rows == s.board.explain_sample_rows
     assert s.params.explain.background_rows == s.board.explain_background_rows
     # The in-process latency budget at the loop's, not the project's (it measures CPU contention).
-    assert s.params.promote.budget.latency_p99_ms == s.board.latency_p99_ms == 1000
-    assert s.params.promote.budget.latency_sample_rows == s.board.latency_sample_rows < 200
+    assert s.params.promote.budget.cpu_p99_ms == s.board.cpu_p99_ms == 1000
+    assert s.params.promote.budget.sample_rows == s.board.budget_sample_rows < 200
     # The new-labels rule scaled to the world's label rate (the weekly run comes first).
     assert s.params.train.retrain_min_new_labels == s.board.retrain_min_new_labels > 300
     assert s.params.monitor.plots_every_days == s.board.monitor_plots_every_days > 1

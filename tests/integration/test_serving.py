@@ -237,7 +237,7 @@ def test_bad_batches_are_422(api: TestClient) -> None:
 def test_predict_and_batch_give_the_registered_models_scores(api: TestClient, world: World) -> None:
     from kaizen.model.versions import load
 
-    ids, amounts = [5, 17, 33, STALE_ID, MISSING_ID], [500.0, 80.5, 2500.0, 500.0, 120.0]
+    ids, amounts = [5, 17, 33, STALE_ID], [500.0, 80.5, 2500.0, 500.0]
     single = []
     for i, a in zip(ids, amounts, strict=True):
         response = api.post(PREDICT, headers=AUTH, json={"customer_id": i, "requested_amount": a})
@@ -261,14 +261,122 @@ def test_predict_and_batch_give_the_registered_models_scores(api: TestClient, wo
     assert [r["probability"] for r in batched] == pytest.approx(expected.tolist(), abs=1e-12)
     threshold = rt.params.serve.decision_threshold
     below, at_or_above = rt.params.serve.decisions
-    for r in single:
+    for r in single[:3]:
         assert r["model_version"] == world.versions[0] and r["alias"] == "champion"
         assert r["decision"] == (at_or_above if r["probability"] >= threshold else below)
+        assert r["reason"] is None
     assert single[0]["feature_freshness"] == {"fresh": True, "stale_views": [], "missing_views": []}
     assert single[3]["feature_freshness"]["stale_views"] == ["customer_activity"]
     assert single[3]["feature_freshness"]["fresh"] is False
-    assert len(single[4]["feature_freshness"]["missing_views"]) == 4
+    assert single[3]["decision"] == batched[3]["decision"] == rt.params.serve.refer_decision
     assert len({r["request_id"] for r in single + batched}) == len(single + batched)
+
+
+# -- what the online store cannot vouch for is never decided by the threshold -----------------
+
+
+def test_an_unknown_entity_is_a_404_naming_its_key_and_nothing_is_logged(
+    world: World, lake: Path
+) -> None:
+    rt = world.runtime(lake)
+    world.aliases(rt, world.versions[0])
+    ids = [5, MISSING_ID, MISSING_ID + 1]
+    with client_for(world, rt) as api:
+        one = api.post(
+            PREDICT, headers=AUTH, json={"customer_id": MISSING_ID, "requested_amount": 1.0}
+        )
+        batch = api.post(
+            BATCH,
+            headers=AUTH,
+            json={"requests": [{"customer_id": i, "requested_amount": 10.0} for i in ids]},
+        )
+        text = api.get("/metrics", headers=AUTH).text
+    assert one.status_code == 404 and batch.status_code == 404
+    assert one.json() == {
+        "detail": f"unknown entity customer_id={MISSING_ID}: the online store has no features for it"
+    }
+    assert batch.json()["detail"] == (
+        f"unknown entities (2) customer_id={MISSING_ID}; customer_id={MISSING_ID + 1}: "
+        "the online store has no features for them"
+    )
+    where = str(world.small.root)
+    assert not any(where in r.text or "127.0.0.1" in r.text for r in (one, batch))
+    assert (
+        f'kaizen_prediction_errors_total{{project="{PROJECT}",reason="unknown_entity"}} 2.0' in text
+    )
+    assert read_predictions(rt).empty  # nothing scored, nothing logged: not even customer 5
+
+
+def test_incomplete_features_are_referred_unless_the_policy_says_score(
+    world: World, lake: Path
+) -> None:
+    fresh = {"customer_id": 5, "requested_amount": 500.0}
+    stale = {"customer_id": STALE_ID, "requested_amount": 500.0}  # its activity is 10 days old
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for policy in ("refer", "score"):
+        rt = world.runtime(lake / policy, incomplete_policy=policy)
+        world.aliases(rt, world.versions[0])
+        with client_for(world, rt) as api:
+            answers[policy] = [
+                api.post(PREDICT, headers=AUTH, json=b).json() for b in (fresh, stale)
+            ]
+            assert api.get(METADATA, headers=AUTH).json()["incomplete_policy"] == policy
+        logged = read_predictions(rt).set_index("customer_id")
+        assert logged.loc[STALE_ID, "decision"] == answers[policy][1]["decision"]
+    # Thirty days on, every view of customer 5 is past its TTL: referred too, not unknown.
+    rt = world.runtime(lake / "later")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    with client_for(world, rt, clock=lambda: later) as api:
+        all_stale = api.post(PREDICT, headers=AUTH, json=fresh)
+    serve = rt.params.serve
+    below, at_or_above = serve.decisions
+
+    def by_threshold(answer: dict[str, Any]) -> str:
+        return at_or_above if answer["probability"] >= serve.decision_threshold else below
+
+    (refer_fresh, refer_stale), (score_fresh, score_stale) = answers["refer"], answers["score"]
+    assert refer_fresh["decision"] == by_threshold(refer_fresh) and refer_fresh["reason"] is None
+    assert refer_stale["decision"] == serve.refer_decision == "review"
+    assert refer_stale["reason"] == (
+        "incomplete features (stale customer_activity): referred (serve.incomplete_policy: refer)"
+    )
+    # `score` is the behaviour before the policy: the threshold decides on what is there.
+    assert score_stale["decision"] == by_threshold(score_stale) and score_stale["reason"] is None
+    assert score_stale["probability"] == refer_stale["probability"]  # the score is the same
+    assert score_fresh == {**refer_fresh, "request_id": score_fresh["request_id"]}
+    assert all_stale.status_code == 200, all_stale.text
+    body = all_stale.json()
+    assert (
+        body["decision"] == serve.refer_decision
+        and body["feature_freshness"]["missing_views"] == []
+    )
+    views = sorted(body["feature_freshness"]["stale_views"])
+    assert len(views) == 4 and body["reason"].startswith(
+        f"incomplete features (stale {', '.join(views)})"
+    )
+
+
+def test_a_partly_missing_entity_is_referred(world: World, lake: Path) -> None:
+    from kaizen.featurestore.online import EntityFeatures, ViewFreshness
+
+    rt = world.runtime(lake)
+    predictor = build_predictor(rt, store=world.small.store())  # not started: decide() only
+    now = dt.datetime.now(dt.UTC)
+    here = ViewFreshness(now, dt.timedelta(0), dt.timedelta(days=3), stale=False, found=True)
+    old = ViewFreshness(now, dt.timedelta(days=9), dt.timedelta(days=3), stale=True, found=True)
+    gone = ViewFreshness(None, None, dt.timedelta(days=3), stale=False, found=False)
+    partial = EntityFeatures({"customer_id": 7}, {}, {"a": here, "c": gone, "b": gone, "d": old})
+    whole = EntityFeatures({"customer_id": 7}, {}, {"a": here})
+    assert predictor.decide(0.01, partial) == (
+        "review",
+        "incomplete features (missing b, c; stale d): referred (serve.incomplete_policy: refer)",
+    )
+    assert predictor.decide(0.01, whole) == ("approve", None)
+    assert predictor.decide(0.99, whole) == ("review", None)
+    scoring = build_predictor(
+        world.runtime(lake, incomplete_policy="score"), store=world.small.store()
+    )
+    assert scoring.decide(0.01, partial) == ("approve", None)
 
 
 def test_the_onnx_form_serves_the_registered_scores(world: World, lake: Path) -> None:
@@ -276,7 +384,7 @@ def test_the_onnx_form_serves_the_registered_scores(world: World, lake: Path) ->
 
     rt = world.runtime(lake, model_format="onnx")
     world.aliases(rt, world.versions[0])
-    ids, amounts = [5, 17, 33, STALE_ID, MISSING_ID], [500.0, 80.5, 2500.0, 500.0, 120.0]
+    ids, amounts = [5, 17, 33, STALE_ID], [500.0, 80.5, 2500.0, 500.0]
     requests = [
         {"customer_id": i, "requested_amount": a} for i, a in zip(ids, amounts, strict=True)
     ]
@@ -360,7 +468,7 @@ def test_shadow_logs_two_rows_per_request_and_they_read_back(world: World, lake:
                 "request_id": "req-1",
             },
         ).json()
-        api.post(PREDICT, headers=AUTH, json={"customer_id": MISSING_ID, "requested_amount": 9.5})
+        api.post(PREDICT, headers=AUTH, json={"customer_id": STALE_ID, "requested_amount": 9.5})
     # Leaving the client shuts the app down: the log is flushed.
     assert answer["alias"] == "champion" and answer["request_id"] == "req-1"
     files = sorted((lake / "predictions").rglob("*"))
@@ -390,7 +498,7 @@ def test_shadow_logs_two_rows_per_request_and_they_read_back(world: World, lake:
         str(logged["ts"].dtype) == "datetime64[us, UTC]" and logged["customer_id"].dtype == "int64"
     )
     assert logged["error"].isna().all() and (logged["latency_ms"] > 0).all()
-    assert not logged[logged["customer_id"] == MISSING_ID]["fresh"].any()
+    assert not logged[logged["customer_id"] == STALE_ID]["fresh"].any()
     assert read_predictions(rt, start_ds="2000-01-01", end_ds="2000-01-02").empty
     with pytest.raises(Exception, match="not a date"):
         read_predictions(rt, start_ds="yesterday")
@@ -451,7 +559,8 @@ def test_no_champion_and_a_broken_store_are_clear_503s(
     with TestClient(build_app(predictor, TOKEN)) as api:
         response = api.post(PREDICT, headers=AUTH, json={"customer_id": 5, "requested_amount": 1.0})
         assert response.status_code == 503
-        assert "online features unavailable (ConnectionError" in response.json()["detail"]
+        assert response.json()["detail"].startswith("online features unavailable")
+        assert "unreachable" not in response.text  # the cause is the server log's, not the client's
     logged = read_predictions(rt)
     assert len(logged) == 1 and logged["probability"].isna().all()
     assert "unreachable" in logged["error"].iloc[0]
@@ -533,6 +642,8 @@ def test_serve_params_and_the_platform_component(tmp_path: Path) -> None:
                 "decision_threshold": 0.2,
                 "decisions": ["approve", "review"],
                 "freshness_policy": "refuse",
+                "incomplete_policy": "refer",
+                "refer_decision": "review",
                 "alias_refresh_seconds": 5,
                 "canary_salt": "s",
                 "batch_max_rows": 10,
@@ -660,6 +771,29 @@ def test_flipping_the_champion_under_traffic_fails_no_request(
     )
 
 
+def test_past_its_in_flight_limit_the_api_sheds_at_once_and_never_its_health(
+    world: World, lake: Path
+) -> None:
+    """32 concurrent clients against 4 slots, on a store read that serves one at a time."""
+    from overload import drive, judge, one_at_a_time, serving
+
+    import kaizen.serving.predictor as predictor_module
+
+    rt = world.runtime(lake, model_format="onnx")  # the lighter form: the box is shared
+    world.aliases(rt, world.versions[0])
+    predictor = build_predictor(rt, store=world.small.store())
+    predictor.refresher.refresh()
+    limit, body = 4, {"customer_id": 5, "requested_amount": 250.0}
+    app = build_app(predictor, TOKEN, max_in_flight=limit)
+    with one_at_a_time(predictor_module, "read_features", 0.03), serving(app) as url:
+        health = ("/health", f"/{PROJECT}/health")
+        single, answers = drive(url, PREDICT, body, AUTH, clients=32, health=health)
+    measured = judge(answers, PREDICT, limit, single)
+    shed = next(a for a in answers if a.status == 503)
+    assert app.shed == measured["shed"] and shed.path == PREDICT
+    print("\nprediction API shedding:", {k: round(v, 1) for k, v in measured.items()})
+
+
 def test_explain_gives_the_drivers_of_the_prediction_that_would_be_served(
     world: World, lake: Path
 ) -> None:
@@ -672,7 +806,8 @@ def test_explain_gives_the_drivers_of_the_prediction_that_would_be_served(
         body = {"customer_id": champion_id, "requested_amount": 700.0}
         assert api.post(EXPLAIN, json=body).status_code == 401
         served = {champion_id: world.versions[0], challenger_id: world.versions[1]}
-        for customer in (champion_id, challenger_id, MISSING_ID):
+        served[STALE_ID] = world.versions[1 if canary_bucket(STALE_ID, salt) < 0.3 else 0]
+        for customer in (champion_id, challenger_id, STALE_ID):  # the last one is referred
             body = {"customer_id": customer, "requested_amount": 700.0}
             predicted = api.post(PREDICT, headers=AUTH, json=body).json()
             started = time.perf_counter()
@@ -681,8 +816,9 @@ def test_explain_gives_the_drivers_of_the_prediction_that_would_be_served(
             assert response.status_code == 200, response.text
             out = response.json()
             assert out["model_version"] == predicted["model_version"]
-            assert out["model_version"] == served.get(customer, world.versions[0])
+            assert out["model_version"] == served[customer]
             assert out["alias"] == predicted["alias"] and out["decision"] == predicted["decision"]
+            assert out["reason"] == predicted["reason"]
             assert out["probability"] == pytest.approx(predicted["probability"], abs=1e-12)
             contributions = [c["contribution"] for c in out["contributions"]]
             assert out["base_value"] + sum(contributions) == pytest.approx(
@@ -690,6 +826,9 @@ def test_explain_gives_the_drivers_of_the_prediction_that_would_be_served(
                 abs=len(contributions) * 1e-6,  # each rounded to 1e-6
             )
             assert [abs(c) for c in contributions] == sorted(map(abs, contributions))[::-1]
+        assert out["reason"] and "stale customer_activity" in out["reason"]
+        unknown = api.post(EXPLAIN, headers=AUTH, json={**body, "customer_id": MISSING_ID})
+        assert unknown.status_code == 404 and f"customer_id={MISSING_ID}" in unknown.text
         top = api.post(EXPLAIN, headers=AUTH, json={**body, "top_k": 3}).json()
         assert top["contributions"] == out["contributions"][:3]
         default = api.post(EXPLAIN, headers=AUTH, json=body).json()
@@ -789,6 +928,7 @@ def test_redis_down_answers_503_within_the_timeout_and_recovers(
             took = time.monotonic() - started
             assert down.status_code == 503, down.text
             assert "online features unavailable" in down.json()["detail"]
+            assert "127.0.0.1" not in down.text and str(port) not in down.text  # no internal host
             assert took < 5 * 0.5, f"503 took {took:.2f}s"  # connect refused or timed out
 
             redis_proc = _start_redis(port, tmp_path / "redis")  # the same data (AOF)

@@ -12,6 +12,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import SecretStr
@@ -158,6 +159,52 @@ def test_register_carries_the_release_manifest_and_loads_in_a_fresh_process(
     assert again.details["run_id"] != result.details["run_id"]
     restored = client(elsewhere).get_run(again.details["run_id"])
     assert restored.data.tags["kaizen.training_run"] == result.details["run_id"]
+
+
+@pytest.mark.slow
+def test_the_pyfunc_form_returns_probabilities_in_an_env_of_only_its_requirements(
+    rt: Runtime, trained: dict[str, Path], tmp_path: Path
+) -> None:
+    """A client of MLflow's generic form: a fresh venv holding mlflow-skinny and the model's
+    own requirements.txt (scikit-learn, skops, ...), no Kaizen, no project."""
+    import mlflow
+
+    from kaizen.model.data import model_inputs
+
+    result = register(trained["ts"], trained["model"], trained["eval"], trained["registered"], rt)
+    model_dir = Path(mlflow.artifacts.download_artifacts(
+        f"models:/credit_risk/{result.details['version']}", dst_path=str(tmp_path / "model")
+    ))  # fmt: skip
+    info = mlflow.models.get_model_info(str(model_dir))
+    [output] = info.signature.outputs.inputs
+    assert output.shape == (-1, 2), output  # the signature says: two probabilities per row
+    frame = pd.read_parquet(trained["ts"])
+    inputs = frame[model_inputs(frame, ["invoice_id", "customer_id", "event_timestamp"]).all]
+    inputs.head(8).to_parquet(tmp_path / "rows.parquet")
+    uv, venv = Path(sys.executable).with_name("uv"), tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, venv], check=True, timeout=120)
+    subprocess.run(
+        [uv, "pip", "install", "-q", "--python", venv / "bin" / "python",
+         "-c", Path(__file__).parents[2] / "constraints.txt",
+         "-r", model_dir / "requirements.txt", "mlflow-skinny", "pyarrow"],
+        check=True, timeout=600, env={**os.environ, "VIRTUAL_ENV": str(venv)},
+    )  # fmt: skip
+    script = textwrap.dedent(f"""
+        import json, mlflow.pyfunc, pandas as pd
+        model = mlflow.pyfunc.load_model({str(model_dir)!r})
+        print(json.dumps(model.predict(pd.read_parquet({str(tmp_path / "rows.parquet")!r})).tolist()))
+    """)
+    proc = subprocess.run(
+        [venv / "bin" / "python", "-c", script], capture_output=True, text=True, timeout=180,
+        cwd=tmp_path, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answered = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = mlflow.sklearn.load_model(str(model_dir)).predict_proba(inputs.head(8))
+    assert len(answered) == 8 and all(abs(sum(row) - 1) < 1e-9 for row in answered)
+    np.testing.assert_allclose(answered, expected, rtol=0, atol=1e-12)
+    version = mlflow.MlflowClient().get_model_version("credit_risk", result.details["version"])
+    assert json.loads(version.tags["kaizen.pyfunc_columns"]) == ["P(0)", "P(1)"]
 
 
 def _backend(rt: Runtime) -> str:

@@ -2,7 +2,8 @@
 
 Feast's built-in auth is OIDC or Kubernetes only, and it serves online values past their
 view's TTL as if current (feast-dev/feast#6821). Feast's app (`feast.feature_server.get_app`)
-is served unmodified, inside three plain ASGI layers of ours, outermost first:
+is served unmodified, inside three plain ASGI layers of ours, outermost first (and, around
+them all, `kaizen.asgi.LoadShed`: a 503 at once past `feature_server_max_in_flight`):
 
 1. `kaizen.asgi.BearerAuth` (the prediction API's too): every HTTP and WebSocket route needs
    `Authorization: Bearer <token>`, compared in constant time, except `GET /health` (Feast's
@@ -34,7 +35,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from kaizen.asgi import ASGIApp, BearerAuth, Message, Receive, Scope, Send
+from kaizen.asgi import ASGIApp, BearerAuth, LoadShed, Message, Receive, Scope, Send
 from kaizen.asgi import require_token as checked_token
 from kaizen.config import Settings
 from kaizen.errors import ConfigError, KaizenError
@@ -213,6 +214,7 @@ def build_app(
     policy: Policy = SERVER_POLICY,
     clock: Callable[[], dt.datetime] = utc_now,
     registry_ttl_sec: int = 5,
+    max_in_flight: int = 40,  # past it a 503 at once (settings.feature_server_max_in_flight)
 ) -> ASGIApp:
     """Feast's feature server app inside Kaizen's freshness, gate and authentication layers.
     `token` reads; `write_token` (optional: None, no writes) also writes."""
@@ -222,7 +224,7 @@ def build_app(
     fresh = Freshness(feast_app, store, policy=policy, clock=clock)
     gate = Gate(fresh, store, writes=write_token is not None, limits=limits, clock=clock)
     tokens = {READ: token, **({WRITE: write_token} if write_token else {})}
-    return BearerAuth(gate, tokens)
+    return LoadShed(BearerAuth(gate, tokens), max_in_flight)
 
 
 def serve(settings: Settings) -> None:
@@ -246,7 +248,13 @@ def serve(settings: Settings) -> None:
         if not (settings.feast_repo / "feature_store.yaml").is_file():
             raise ConfigError(f"no Feast repo at {settings.feast_repo} (KAIZEN_FEAST_REPO)")
         store = open_store(settings)
-        app = build_app(store, token, write_token=writer, limits=limits(settings))
+        app = build_app(
+            store,
+            token,
+            write_token=writer,
+            limits=limits(settings),
+            max_in_flight=settings.feature_server_max_in_flight,
+        )
         config = uvicorn.Config(
             app,
             log_config=None,  # Kaizen's logging, configured by the CLI

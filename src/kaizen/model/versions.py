@@ -44,17 +44,29 @@ class Version:
         with threadpool_limits(limits=1):  # small batches: OpenMP threads only wait
             return self.model.predict_proba(frame[self.inputs])[:, 1]
 
-    def latency_p99_ms(self, frame: pd.DataFrame, rows: int) -> float:
-        """p99 of one-row predictions, in process (what serving pays per request)."""
+    def cpu_p99_ms(self, frame: pd.DataFrame, rows: int, trials: int = 3) -> dict[str, float]:
+        """p99 of one-row predictions in this thread's CPU time: what a request costs the
+        server, and unlike wall time it does not grow with a neighbour's load (a busy machine
+        once measured 308 ms wall for a 20 ms model). The gate reads the median of `trials`;
+        the spread between trials is kept as the noise check."""
         sample = frame[self.inputs].head(rows)
-        timings = []
-        with threadpool_limits(limits=1):
+        per_trial, wall = [], []
+        with threadpool_limits(limits=1):  # OpenMP on the calling thread: its CPU time is all
             self.model.predict_proba(sample.iloc[[0]])  # warm
-            for i in range(len(sample)):
-                started = time.perf_counter()
-                self.model.predict_proba(sample.iloc[[i]])
-                timings.append((time.perf_counter() - started) * 1000)
-        return float(np.percentile(timings, 99))
+            for _ in range(trials):
+                cpu, elapsed = [], []
+                for i in range(len(sample)):
+                    started, started_cpu = time.perf_counter(), time.thread_time()
+                    self.model.predict_proba(sample.iloc[[i]])
+                    cpu.append((time.thread_time() - started_cpu) * 1000)
+                    elapsed.append((time.perf_counter() - started) * 1000)
+                per_trial.append(float(np.percentile(cpu, 99)))
+                wall.append(float(np.percentile(elapsed, 99)))
+        return {
+            "cpu_p99_ms": float(np.median(per_trial)),
+            "cpu_p99_spread": max(per_trial) / max(min(per_trial), 1e-6),
+            "wall_p99_ms": float(np.median(wall)),  # for the record; the gate ignores it
+        }
 
 
 def load(rt: Runtime, number: str) -> Version:

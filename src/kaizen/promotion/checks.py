@@ -211,18 +211,20 @@ def behaviour(score: Any, frame: pd.DataFrame, p: PromoteParams, rules: Rules) -
     )
 
 
-def budget(latency_p99_ms: float, size_bytes: int, p: PromoteParams) -> Check:
+def budget(timing: dict[str, float], size_bytes: int, p: PromoteParams) -> Check:
+    """The CPU cost of one prediction (see `Version.cpu_p99_ms`) and the model's size."""
     size_mb = size_bytes / 2**20
+    cpu = timing["cpu_p99_ms"]
     problems = []
-    if latency_p99_ms > p.budget.latency_p99_ms:
-        problems.append(f"p99 {latency_p99_ms:.1f} ms > {p.budget.latency_p99_ms} ms")
+    if cpu > p.budget.cpu_p99_ms:
+        problems.append(f"CPU p99 {cpu:.1f} ms > {p.budget.cpu_p99_ms} ms")
     if size_mb > p.budget.model_size_mb:
         problems.append(f"size {size_mb:.1f} MB > {p.budget.model_size_mb} MB")
     return Check(
         "budget",
         not problems,
-        "; ".join(problems) or f"p99 {latency_p99_ms:.1f} ms, {size_mb:.2f} MB",
-        {"latency_p99_ms": round(latency_p99_ms, 3), "size_mb": round(size_mb, 3)},
+        "; ".join(problems) or f"CPU p99 {cpu:.1f} ms, {size_mb:.2f} MB",
+        {**{k: round(v, 3) for k, v in timing.items()}, "size_mb": round(size_mb, 3)},
     )
 
 

@@ -65,6 +65,14 @@ def training_days(rt: Runtime, version: Version) -> dict[str, dict[str, Any]]:
     return days
 
 
+def _timing(measured: dict[str, Any]) -> dict[str, float]:
+    """The budget's timing; decisions recorded before the CPU-time budget kept a wall-clock p99,
+    replayed as it was measured."""
+    if "timing" in measured:
+        return measured["timing"]
+    return {"cpu_p99_ms": measured["latency_p99_ms"]}
+
+
 def project_rules(rt: Runtime) -> checks.Rules:
     """The project's slices (kaizen.yaml), monotone inputs (train) and invariants: the keys
     are never inputs, so they must never move a score."""
@@ -105,7 +113,7 @@ def evaluate_checks(
         checks.non_inferior(y, new, old, p),
         checks.slices(holdout, new, old, p, rules.slices),
         checks.behaviour(score_new, holdout, p, rules),
-        checks.budget(measured["latency_p99_ms"], measured["size_bytes"], p),
+        checks.budget(_timing(measured), measured["size_bytes"], p),
         checks.data_validated(measured["training_days"]),
     ]
 
@@ -140,7 +148,7 @@ def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None =
     new = new_version.score(holdout)
     old = old_version.score(holdout) if old_version else None
     measured = {
-        "latency_p99_ms": new_version.latency_p99_ms(holdout, p.budget.latency_sample_rows),
+        "timing": new_version.cpu_p99_ms(holdout, p.budget.sample_rows),
         "size_bytes": new_version.size_bytes,
         "training_days": training_days(rt, new_version),
     }

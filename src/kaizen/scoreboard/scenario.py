@@ -125,9 +125,7 @@ def scenario(project_params: Path, work: Path, overrides: dict[str, Any] | None 
     raw["explain"].update(
         sample_rows=b.explain_sample_rows, background_rows=b.explain_background_rows
     )
-    raw["promote"]["budget"].update(
-        latency_p99_ms=b.latency_p99_ms, latency_sample_rows=b.latency_sample_rows
-    )
+    raw["promote"]["budget"].update(cpu_p99_ms=b.cpu_p99_ms, sample_rows=b.budget_sample_rows)
     raw["train"]["retrain_min_new_labels"] = b.retrain_min_new_labels
     raw["monitor"]["plots_every_days"] = b.monitor_plots_every_days
     raw["evaluate"]["permutation_repeats"] = b.permutation_repeats

@@ -7,9 +7,11 @@ root has the open `GET /health` (200 only when every served project has a champi
 `GET /metrics` (every family labelled by project).
 
 `build_predictor(rt)` wires one project's alias refresher, prediction log and metrics;
-`build_app(predictors, token)` is the ASGI app (its lifespan starts and stops every
-project's background threads: the last log rows are written on shutdown); `create_app()`
-does both from the settings, for `kaizen serve` and its uvicorn workers.
+`build_app(predictors, token, max_in_flight)` is the ASGI app (its lifespan starts and stops
+every project's background threads: the last log rows are written on shutdown), shedding
+load past `max_in_flight` requests (`kaizen.asgi.LoadShed`, never the health checks);
+`create_app()` does both from the settings, for `kaizen serve` and its uvicorn workers.
+An entity the online store has no row for is a 404 naming its keys.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kaizen.asgi import OPEN_PATHS, BearerAuth
+from kaizen.asgi import OPEN_PATHS, BearerAuth, LoadShed
+from kaizen.config import DEFAULT_MAX_IN_FLIGHT
 from kaizen.errors import ConfigError
 from kaizen.logs import bound_context, get_logger
 from kaizen.runtime import Runtime
@@ -39,6 +42,7 @@ from kaizen.serving.predictor import (
     NoChampion,
     PredictionFailed,
     Predictor,
+    UnknownEntity,
     utc_now,
 )
 from kaizen.serving.schemas import (
@@ -259,14 +263,21 @@ def _project_routes(predictor: Predictor) -> APIRouter:
             "decision_threshold": p.serve.decision_threshold,
             "decisions": list(p.serve.decisions),
             "freshness_policy": p.serve.freshness_policy,
+            "incomplete_policy": p.serve.incomplete_policy,
+            "refer_decision": p.serve.refer_decision,
             "alias_refresh_seconds": p.serve.alias_refresh_seconds,
         }
 
     return router
 
 
-def build_app(predictors: Predictor | Sequence[Predictor], token: str) -> Any:
-    """The API of one or several projects' predictors, behind the bearer token."""
+def build_app(
+    predictors: Predictor | Sequence[Predictor],
+    token: str,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> Any:
+    """The API of one or several projects' predictors, behind the bearer token; past
+    `max_in_flight` requests in flight (settings.prediction_api_max_in_flight) a 503 at once."""
     served = _by_name(predictors)
     names = sorted(served)
 
@@ -311,6 +322,10 @@ def build_app(predictors: Predictor | Sequence[Predictor], token: str) -> Any:
     async def _no_champion(_request: Request, exc: NoChampion) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)  # counted by the predictor
 
+    @app.exception_handler(UnknownEntity)
+    async def _unknown(_request: Request, exc: UnknownEntity) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)  # counted by the predictor
+
     @app.exception_handler(FeaturesUnavailable)
     async def _features(_request: Request, exc: FeaturesUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
@@ -342,8 +357,8 @@ def build_app(predictors: Predictor | Sequence[Predictor], token: str) -> Any:
 
     for name in names:
         app.include_router(_project_routes(served[name]))
-    open_paths = OPEN_PATHS | {f"/{name}/health" for name in names}
-    return BearerAuth(app, token, open_paths=frozenset(open_paths))
+    open_paths = frozenset(OPEN_PATHS | {f"/{name}/health" for name in names})
+    return LoadShed(BearerAuth(app, token, open_paths=open_paths), max_in_flight, open_paths)
 
 
 def startup_line(predictor: Predictor) -> str:
@@ -353,7 +368,8 @@ def startup_line(predictor: Predictor) -> str:
         f"{d.champion.number if d.champion else 'none'}, challenger @{p.promote.challenger_alias}="
         f"{d.challenger.number if d.challenger else 'none'}, mode "
         f"{p.promote.production.mode} (canary share {p.promote.production.canary_share}), "
-        f"threshold {p.serve.decision_threshold}, freshness {p.serve.freshness_policy}"
+        f"threshold {p.serve.decision_threshold}, freshness {p.serve.freshness_policy}, "
+        f"incomplete features: {p.serve.incomplete_policy}"
     )
 
 
@@ -383,8 +399,12 @@ def create_app() -> Any:
                 exc,
             )
         predictors.append(predictor)
-    app = build_app(predictors, token)
-    log.info("prediction API ready in %.1fs", time.monotonic() - started)
+    app = build_app(predictors, token, settings.prediction_api_max_in_flight)
+    log.info(
+        "prediction API ready in %.1fs (a 503 past %d requests in flight)",
+        time.monotonic() - started,
+        settings.prediction_api_max_in_flight,
+    )
     for predictor in predictors:
         log.info("serving /%s: %s", predictor.project, startup_line(predictor))
     threading.Thread(

@@ -8,6 +8,11 @@ of each request, its log rows the project's `log_schema`.
 per feature service for all rows (champion and challenger usually share one), one
 `predict_proba` per model for its rows. The deployment (champion, challenger) is read once per
 call, so an alias swap in the middle never mixes models within a call.
+
+What the store cannot vouch for is never decided by the threshold: an entity with no row in
+any view of its model's feature service is `UnknownEntity` (a 404, nothing scored or logged),
+and one with some views missing or stale follows `serve.incomplete_policy` (`refer`: the
+answer is `serve.refer_decision`, with the reason).
 """
 
 from __future__ import annotations
@@ -40,8 +45,21 @@ class FeaturesUnavailable(KaizenError):
     """The online store could not be read (503)."""
 
 
+# What a client is told: the cause (a host, a port, a driver's message) goes to the log only.
+UNAVAILABLE = "online features unavailable: the online store did not answer; retry later"
+
+
 class PredictionFailed(KaizenError):
     """The model could not score the request (500)."""
+
+
+class UnknownEntity(KaizenError):
+    """The online store has no row for these entities in any view (404). `rows` are their
+    positions in the call's requests."""
+
+    def __init__(self, message: str, rows: list[int]):
+        super().__init__(message)
+        self.rows = rows
 
 
 def utc_now() -> dt.datetime:
@@ -58,6 +76,7 @@ class Prediction:
     fresh: bool
     stale_views: list[str]
     missing_views: list[str]
+    reason: str | None = None  # why the decision is not the threshold's (a referral)
 
     def as_response(self) -> dict[str, Any]:
         return {
@@ -66,6 +85,7 @@ class Prediction:
             "decision": self.decision,
             "model_version": self.model_version,
             "alias": self.alias,
+            "reason": self.reason,
             "feature_freshness": {
                 "fresh": self.fresh,
                 "stale_views": self.stale_views,
@@ -102,9 +122,31 @@ class Predictor:
     def deployment(self) -> Deployment:
         return self.refresher.current
 
-    def decide(self, probability: float) -> str:
+    def decide(self, probability: float, entity: EntityFeatures) -> tuple[str, str | None]:
+        """The decision and, when it is a referral, why: the threshold's only when every
+        view is present and fresh, or when `serve.incomplete_policy` is `score`."""
+        gaps = {"missing": entity.missing_views, "stale": entity.stale_views}
+        if any(gaps.values()) and self.serve.incomplete_policy == "refer":
+            listed = "; ".join(f"{kind} {', '.join(sorted(v))}" for kind, v in gaps.items() if v)
+            reason = f"incomplete features ({listed}): referred (serve.incomplete_policy: refer)"
+            return self.serve.refer_decision, reason
         below, at_or_above = self.serve.decisions
-        return at_or_above if probability >= self.serve.decision_threshold else below
+        return (at_or_above if probability >= self.serve.decision_threshold else below), None
+
+    def _unknown(self, entities: Sequence[EntityFeatures]) -> None:
+        """Raise UnknownEntity when an entity (one per request, in order) has no view at all,
+        naming its keys."""
+        unknown = [i for i, e in enumerate(entities) if not any(v.found for v in e.views.values())]
+        if not unknown:
+            return
+        self.metrics.errors.labels("unknown_entity").inc()
+        names = self.models.join_keys
+        keys = [", ".join(f"{k}={entities[i].request[k]!r}" for k in names) for i in unknown]
+        shown = "; ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+        what = "entity" if len(keys) == 1 else f"entities ({len(keys)})"
+        them = "it" if len(keys) == 1 else "them"
+        message = f"unknown {what} {shown}: the online store has no features for {them}"
+        raise UnknownEntity(message, unknown)
 
     def route(self, request: Any, has_challenger: bool) -> Any:
         return route(
@@ -145,9 +187,9 @@ class Predictor:
             ).entities
         except Exception as exc:
             self.metrics.errors.labels("feature_store").inc()
-            raise FeaturesUnavailable(
-                f"online features unavailable ({type(exc).__name__}: {_first_line(exc)})"
-            ) from None
+            log.error("online features unavailable (%s: %s)", type(exc).__name__, _first_line(exc))
+            raise FeaturesUnavailable(UNAVAILABLE) from None
+        self._unknown([features])
         (inputs,) = model.input_rows([{**features.values, **entity}])
         try:
             found = model.explain(model.frame([inputs]))
@@ -158,9 +200,11 @@ class Predictor:
                 f"{_first_line(exc)}"
             ) from None
         probability = float(found.proba[0])
+        decision, reason = self.decide(probability, features)
         return {
             "probability": probability,
-            "decision": self.decide(probability),
+            "decision": decision,
+            "reason": reason,
             "model_version": model.number,
             "alias": model.alias,
             "base_value": float(found.base[0]),
@@ -202,8 +246,10 @@ class Predictor:
             self.metrics.errors.labels("feature_store").inc()
             message = f"online features unavailable ({type(exc).__name__}: {_first_line(exc)})"
             log.error("%s; %d request(s) failed", message, len(requests))
-            self._log_failures(requests, ids, jobs, now, started, message)
-            raise FeaturesUnavailable(message) from None
+            self._log_failures(requests, ids, jobs, now, started, message)  # the detail: ours
+            raise FeaturesUnavailable(UNAVAILABLE) from None
+        # Before anything is scored or logged: an entity its served model knows nothing of.
+        self._unknown([features[m.feature_service][i] for i, m, role in jobs if role == "served"])
         # Score: one call per (model, role) over its rows.
         groups: dict[tuple[str, str, str], list[int]] = {}
         models: dict[tuple[str, str, str], ServedModel] = {}
@@ -241,7 +287,9 @@ class Predictor:
             entity = features[model.feature_service][i]
             missing = entity.missing_views
             fresh = not entity.stale_views and not missing
-            decision = self.decide(probability) if probability is not None else None
+            decision, reason = (
+                self.decide(probability, entity) if probability is not None else (None, None)
+            )
             log_rows.append(
                 self._row(
                     requests[i], ids[i], now, model, role, probability, decision,
@@ -266,6 +314,7 @@ class Predictor:
                     fresh=fresh,
                     stale_views=sorted(entity.stale_views),
                     missing_views=sorted(missing),
+                    reason=reason,
                 )
             )
         self.log.append(log_rows)

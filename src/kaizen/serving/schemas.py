@@ -172,6 +172,8 @@ class PredictResponse(BaseModel):
     decision: str
     model_version: str
     alias: str
+    # Why the decision is not the threshold's: a referral (serve.incomplete_policy), else null.
+    reason: str | None = None
     feature_freshness: FeatureFreshness
 
 
@@ -188,6 +190,7 @@ class Contribution(BaseModel):
 class ExplainResponse(BaseModel):
     probability: float
     decision: str
+    reason: str | None = None  # as PredictResponse's
     model_version: str
     alias: str
     base_value: float  # mean P(positive) over the background; base + contributions = probability

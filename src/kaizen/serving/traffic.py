@@ -103,7 +103,7 @@ def request_bodies(rt: Runtime, rows: pd.DataFrame, models: Any) -> tuple[list[A
 def replay_day(rt: Runtime, ds: str, predictor: Any | None = None) -> TrafficReport:
     """Score every request of `ds` in request-sized batches and flush the prediction log."""
     from kaizen.serving.app import build_predictor
-    from kaizen.serving.predictor import PredictionFailed
+    from kaizen.serving.predictor import PredictionFailed, UnknownEntity
 
     rows = requests_of_day(rt, ds)
     clock = {"now": dt.datetime.fromisoformat(f"{ds}T00:00:00+00:00")}
@@ -126,7 +126,15 @@ def replay_day(rt: Runtime, ds: str, predictor: Any | None = None) -> TrafficRep
         if not requests:
             continue
         try:
-            for prediction in predictor.predict(requests, endpoint="traffic"):
+            try:
+                predictions = predictor.predict(requests, endpoint="traffic")
+            except UnknownEntity as exc:  # the API's 404s: the rest of the batch is served
+                failed += len(exc.rows)
+                log.warning("traffic %s: %s", ds, exc)
+                unknown = set(exc.rows)
+                requests = [r for i, r in enumerate(requests) if i not in unknown]
+                predictions = predictor.predict(requests, endpoint="traffic") if requests else []
+            for prediction in predictions:
                 served[prediction.model_version] = served.get(prediction.model_version, 0) + 1
         except PredictionFailed as exc:
             failed += len(requests)

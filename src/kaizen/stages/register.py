@@ -27,6 +27,8 @@ from kaizen.stages.result import StageResult, timed
 
 log = get_logger(__name__)
 # Written explicitly: MLflow's requirement inference imports and inspects the model (slow).
+# What each column of the pyfunc form's (n, 2) output is: the probability of each class.
+PYFUNC_COLUMNS_TAG = "kaizen.pyfunc_columns"
 REQUIREMENTS = ("scikit-learn", "skops", "numpy", "pandas", "scipy")
 ONNX_DIR = "onnx"  # run artifact folder of the ONNX form
 ONNX_TAG = "kaizen.onnx"  # version tag: the ONNX form's artifact path in the run
@@ -148,7 +150,9 @@ def register(
         info = trained(model_dir)
         inputs = trained_inputs(info).all
         example = frame[inputs].tail(5)
-        signature = infer_signature(example, model.predict_proba(example)[:, 1])
+        # MLflow's pyfunc form answers predict_proba, as its signature says: a client of the
+        # generic form needs the probability, not a class label at a threshold it never chose.
+        signature = infer_signature(example, model.predict_proba(example))
         # The gates score every candidate and champion on the candidate's holdout: keep it.
         holdout = holdout_of(frame, info)
         onnx = onnx_form(model, trained_inputs(info), holdout, p.onnx) if p.onnx.enabled else None
@@ -168,6 +172,7 @@ def register(
                 signature=signature,
                 input_example=example,
                 serialization_format="skops",
+                pyfunc_predict_fn="predict_proba",
                 skops_trusted_types=trusted,
                 pip_requirements=pip_requirements(),
                 registered_model_name=rt.model_name,
@@ -183,6 +188,7 @@ def register(
             mlflow.set_tags({**manifest.as_tags(release), "kaizen.stage": "registered"})
         number = str(logged.registered_model_version)
         tags = manifest.as_tags(release)
+        tags[PYFUNC_COLUMNS_TAG] = json.dumps([f"P({c})" for c in model.classes_.tolist()])
         if onnx is not None:
             tags[ONNX_TAG] = f"{ONNX_DIR}/model.onnx"
         for key, value in tags.items():
