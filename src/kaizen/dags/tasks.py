@@ -85,10 +85,28 @@ def triggering_events(context: Any, asset_name: str) -> list[Any]:
 
 
 def interval_ds(context: Any) -> str:
-    """The partition date of a daily run: the start of its data interval (UTC)."""
-    start = context.get("data_interval_start")
-    if start is None:  # asset-triggered and manual runs without an interval
-        raise ValueError(
+    """The partition date of a daily run: the day its data interval starts (UTC).
+
+    One convention for every kind of run: a day's run has logical date = the start of its
+    one-day data interval. The scheduler and a backfill make their runs so, and so does
+    `kaizen.dags.runner.run_daily` (the demo). A manual trigger without an explicit interval
+    does not: Airflow gives it the interval that ENDS at its logical date, so it would process
+    the day before under the next day's key, and a backfill of that day would then skip it.
+    Such a run fails here, before any stage runs, with no retry (a retry cannot fix it)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    logical = context.get("logical_date")
+    if start is None or end is None:  # asset-triggered and manual runs without an interval
+        raise AirflowFailException(
             "this task needs a run with a data interval (a scheduled run or a backfill)"
         )
-    return pendulum.instance(start).in_timezone("UTC").date().isoformat()
+    start, end = pendulum.instance(start), pendulum.instance(end)
+    if logical is None or pendulum.instance(logical) != start or end != start.add(days=1):
+        raise AirflowFailException(
+            f"a day's run has logical date = its data interval start and a one-day interval; "
+            f"this run has logical date {logical} and interval [{start}, {end}): backfill the "
+            "day instead, or trigger it with logical_date = data_interval_start = the day and "
+            "data_interval_end = the next day"
+        )
+    return start.in_timezone("UTC").date().isoformat()
