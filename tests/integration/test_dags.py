@@ -57,6 +57,7 @@ PARSE = textwrap.dedent("""
         return sorted(names)
     dags = {d.dag_id: {"tags": sorted(d.tags), "catchup": d.catchup, "tasks": sorted(d.task_ids),
                        "retries": min(t.retries for t in d.tasks), "timetable": type(d.timetable).__name__,
+                       "max_active_runs": d.max_active_runs,
                        "assets": assets(d),
                        "outlets": {t.task_id: sorted(o.name for o in t.outlets) for t in d.tasks if t.outlets}}
             for d in bag.dags.values()}
@@ -147,7 +148,7 @@ def test_parsing_dags_imports_nothing_heavy(parsed: dict) -> None:
 def test_dataops_daily_is_a_daily_interval_with_retries_and_catchup(parsed: dict) -> None:
     dag = parsed["dags"]["credit_risk.dataops_daily"]
     assert dag["timetable"] == "CronDataIntervalTimetable"
-    assert dag["catchup"] is True
+    assert dag["catchup"] is True and dag["max_active_runs"] == 1
     assert dag["retries"] >= 2
     assert "dataops" in dag["tags"]
     assert {
@@ -193,6 +194,7 @@ def test_bench_row_8s_floor_dag_keeps_dataops_dailys_shape(airflow_env: dict[str
 def test_monitor_is_daily_and_its_retrain_request_schedules_training(parsed: dict) -> None:
     dag = parsed["dags"]["credit_risk.monitor"]
     assert dag["timetable"] == "CronDataIntervalTimetable" and dag["catchup"] is True
+    assert dag["max_active_runs"] == 1
     assert dag["retries"] >= 2 and "monitoring" in dag["tags"]
     assert set(dag["tasks"]) == {"monitor", "retrain_requested", "request_retrain"}
     # Only the task behind the short circuit emits the request; training follows it.
@@ -260,9 +262,34 @@ def test_every_project_in_the_repo_parses_in_one_dagbag(parsed: dict) -> None:
     assert all(d.split(".", 1)[0] in projects for d in parsed["dags"])
 
 
+RUN_DAY = textwrap.dedent("""
+    import json, sys
+    from kaizen.config import get_settings
+    from kaizen.dags.runner import run_daily
+    [o] = run_daily(sys.argv[1], [sys.argv[2]], get_settings())
+    print("OUT " + json.dumps([o.state, o.failed_tasks, o.errors]))
+""")
+
+
+def _run_day(env: dict[str, str], dag_id: str, ds: str) -> tuple[str, list[str], dict, str]:
+    """One day of a daily DAG through the demo's runner (the scheduler's run of that day)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_DAY, dag_id, ds],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("OUT "))
+    state, failed, errors = json.loads(line[4:])
+    return state, failed, errors, log
+
+
 @pytest.mark.airflow
 @pytest.mark.slow
-def test_airflow_dags_test_lands_and_gates_the_interval(
+def test_a_days_run_lands_and_gates_its_interval(
     airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
     raw, lake_root = tmp_path / "raw", tmp_path / "lake"
@@ -276,16 +303,21 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
         "KAIZEN_FEAST_DATA_DIR": str(tmp_path / "feast"),
     }
     airflow = Path(sys.executable).with_name("airflow")
-    # The run whose data interval is [2026-01-02, 2026-01-03).
-    proc = subprocess.run(
+    lake = Lake(str(lake_root))
+    # `airflow dags test DAG 2026-01-03` keys its run by 01-03 but gives it the interval
+    # ENDING then, [01-02, 01-03): the run fails before any stage, and the lake stays empty.
+    keyed_by_end = subprocess.run(
         [str(airflow), "dags", "test", "credit_risk.dataops_daily", "2026-01-03"],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    log = proc.stdout + proc.stderr
-    lake = Lake(str(lake_root))
+    assert keyed_by_end.returncode != 0
+    assert "logical date = its data interval start" in keyed_by_end.stdout + keyed_by_end.stderr
+    assert all(lake.partitions("bronze", s) == [] for s in ("customers", "orders", "payments"))
+    # The day's run as the scheduler and a backfill make it: logical date 01-02, [01-02, 01-03).
+    state, failed, errors, log = _run_day(env, "credit_risk.dataops_daily", "2026-01-02")
     # Every source lands in bronze and is gated; the bad orders batch is quarantined and
     # fails only its own branch, the other sources reach silver.
     for source in ("customers", "payments"):
@@ -293,9 +325,9 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
         assert lake.manifest(Partition("silver", source, "2026-01-02"))["rows"] > 0
     assert lake.partitions("silver", "orders") == []
     assert lake.partitions("quarantine", "orders") == ["2026-01-02"]
-    assert "expect_column_values_to_not_be_null(customer_id)" in log
+    assert state == "failed" and "validate[orders]=failed" in failed, failed
+    assert "expect_column_values_to_not_be_null(customer_id)" in errors["validate[orders]"]
     assert "Data Docs:" in log  # the task log says where to open them
-    assert proc.returncode != 0  # the run as a whole is marked failed
     # Upstream re-lands a corrected drop; an operator replays the batch from Airflow.
     simulate(small_world(days=3), str(raw), overwrite=True)
     replayed = subprocess.run(
@@ -315,16 +347,10 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
     assert replayed.returncode == 0, (replayed.stdout + replayed.stderr)[-3000:]
     assert lake.partitions("silver", "orders") == ["2026-01-02"]
     assert lake.partitions("quarantine", "orders") == []
-    # The interval's run again: now every source passes, features are published and
+    # The day's run again: now every source passes, features are published and
     # materialized, and the features asset carries the date for training to follow.
-    again = subprocess.run(
-        [str(airflow), "dags", "test", "credit_risk.dataops_daily", "2026-01-03"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    state, failed, errors, log = _run_day(env, "credit_risk.dataops_daily", "2026-01-02")
+    assert (state, failed) == ("success", []), (errors, log[-3000:])
     assert lake.partitions("features", "customer_profile") == ["2026-01-02"]
     events = subprocess.run(
         [sys.executable, "-c", ASSET_EVENTS], env=env, capture_output=True, text=True, timeout=120
