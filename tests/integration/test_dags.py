@@ -438,6 +438,46 @@ def test_a_stage_fails_its_task_at_once_on_bad_input_and_is_retried_otherwise() 
     assert "return run_stage(stage, runtime(folder).settings)" in source  # the apply task
 
 
+DAY = "2026-01-02T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "logical", "ds"),
+    [
+        (DAY, "2026-01-03T00:00:00+00:00", DAY, "2026-01-02"),  # scheduled, backfill, demo
+        (DAY, "2026-01-03T00:00:00+00:00", "2026-12-07T16:03:11+00:00", "2026-01-02"),  # "now"
+        (
+            "2026-01-02T05:00:00+00:00",
+            "2026-01-03T05:00:00+00:00",
+            "2026-01-02T05:00:00+00:00",
+            "2026-01-02",
+        ),  # monitor's 05:00 intervals
+        # `airflow dags test DAG 2026-01-02`, a trigger keyed by the day without its interval:
+        ("2026-01-01T00:00:00+00:00", DAY, DAY, None),
+        (DAY, "2026-01-04T00:00:00+00:00", DAY, None),  # not one day
+        (None, None, None, None),  # no interval at all
+    ],
+)
+def test_a_days_run_is_keyed_by_its_interval_start_or_fails_at_once(
+    start: str | None, end: str | None, logical: str | None, ds: str | None
+) -> None:
+    import pendulum
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kaizen.dags.tasks import interval_ds
+
+    def at(value: str | None) -> object:
+        return None if value is None else pendulum.parse(value)
+
+    context = {"data_interval_start": at(start), "data_interval_end": at(end)}
+    context["logical_date"] = at(logical)
+    if ds is not None:
+        assert interval_ds(context) == ds
+    else:
+        with pytest.raises(AirflowFailException, match="data interval"):
+            interval_ds(context)
+
+
 SIDE_BY_SIDE = textwrap.dedent("""
     import datetime as dt, json, sys
     from kaizen.config import get_settings

@@ -85,14 +85,16 @@ def triggering_events(context: Any, asset_name: str) -> list[Any]:
 
 
 def interval_ds(context: Any) -> str:
-    """The partition date of a daily run: the day its data interval starts (UTC).
+    """The partition date of a daily run: the day its one-day data interval starts (UTC).
 
-    One convention for every kind of run: a day's run has logical date = the start of its
-    one-day data interval. The scheduler and a backfill make their runs so, and so does
-    `kaizen.dags.runner.run_daily` (the demo). A manual trigger without an explicit interval
-    does not: Airflow gives it the interval that ENDS at its logical date, so it would process
-    the day before under the next day's key, and a backfill of that day would then skip it.
-    Such a run fails here, before any stage runs, with no retry (a retry cannot fix it)."""
+    A day's run is keyed by logical date = the start of its data interval: the scheduler and
+    a backfill make their runs so, and so does `kaizen.dags.runner.run_daily` (the demo). A
+    manual trigger keyed by a day but without that day's interval does not: Airflow gives it
+    the interval ENDING at its logical date, so it would process the day before under the
+    next day's key, and a backfill of that next day would find the key taken and skip it.
+    Such a run fails here, before any stage runs, and without retries (a retry cannot fix
+    it). A trigger whose logical date is no day's key (e.g. "now") with an explicit one-day
+    interval takes nobody's key and is run."""
     from airflow.sdk.exceptions import AirflowFailException
 
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
@@ -102,7 +104,9 @@ def interval_ds(context: Any) -> str:
             "this task needs a run with a data interval (a scheduled run or a backfill)"
         )
     start, end = pendulum.instance(start), pendulum.instance(end)
-    if logical is None or pendulum.instance(logical) != start or end != start.add(days=1):
+    key = pendulum.instance(logical) if logical is not None else None
+    takes_a_days_key = key is not None and key != start and key.time() == start.time()
+    if end != start.add(days=1) or takes_a_days_key:
         raise AirflowFailException(
             f"a day's run has logical date = its data interval start and a one-day interval; "
             f"this run has logical date {logical} and interval [{start}, {end}): backfill the "
