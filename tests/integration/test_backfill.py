@@ -32,6 +32,7 @@ from kaizen.config import Settings
 from kaizen.dags.runner import airflow_environ
 from kaizen.ops.layout import Layout
 from kaizen.ops.secrets import write_airflow_passwords
+from kaizen.pipeline_status import PARTS, airflow_paused, render
 from kaizen.seaweed import free_port
 
 DAG_ID = "tiny.daily"
@@ -84,6 +85,7 @@ DEMO = textwrap.dedent("""
 @dataclass
 class Airflow:
     root: Path
+    settings: Settings
     env: dict[str, str]
     url: str
     headers: dict[str, str]
@@ -188,6 +190,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
         bearer = _wait("the api-server", token)
         yield Airflow(
             root=root,
+            settings=settings,
             env=env,
             url=url,
             headers={"Authorization": f"Bearer {bearer}"},
@@ -254,6 +257,14 @@ def test_a_rest_backfill_after_the_demo_plans_and_runs_every_day_once_one_at_a_t
     assert [m[0] for m in _marks(airflow)] == DEMO_DATES
     dag = airflow.api("GET", f"/dags/{DAG_ID}").json()
     assert dag["is_paused"] is True  # the demo leaves DAGs as Airflow creates them: paused
+    # ... and `kaizen status` says so, with what it means and how to unpause.
+    assert airflow_paused(airflow.settings) == [DAG_ID]
+    report = {name: {"unreachable": "-"} for name in PARTS}
+    report["last_good"] = {"from": "airflow", "rows": [], "paused": [DAG_ID]}
+    assert (
+        f"  paused: {DAG_ID}: their runs stay queued, a trigger's or a backfill's too; unpause "
+        "with `airflow dags unpause DAG_ID` or the UI's toggle"
+    ) in render(report)
 
     # A dry run finds the demo's days by their key: "none" plans exactly the two missing
     # days (keys one day off planned the first day and skipped the third), and "completed"
@@ -277,6 +288,7 @@ def test_a_rest_backfill_after_the_demo_plans_and_runs_every_day_once_one_at_a_t
     # Queued runs of a paused DAG never start, a backfill's included: unpause it.
     unpaused = airflow.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     assert unpaused.status_code == 200, unpaused.text
+    assert airflow_paused(airflow.settings) == []
 
     def completed() -> bool:
         r = airflow.api("GET", f"/backfills/{backfill['id']}")
