@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -412,6 +413,66 @@ def test_a_failed_task_reports_its_error(airflow_env: dict[str, str], tmp_path: 
     assert (state, failed) == ("failed", ["boom=failed"])
     assert errors == {"boom": "ValueError: the reason is 42"}
     assert failures == "boom=failed: ValueError: the reason is 42"
+
+
+RUN_BESIDE_A_RUNNING_RUN = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from kaizen.config import Settings
+    from kaizen.dags.runner import run_once
+    from kaizen.errors import KaizenError
+    settings = Settings(_env_file=None, home=Path(sys.argv[1]), airflow_home=Path(sys.argv[2]),
+                        dags_folder=Path(sys.argv[3]))
+    run_once("fails", settings)
+    with create_session() as session:  # as if the scheduler were running that run now
+        newest = session.query(DagRun).filter(DagRun.dag_id == "fails").order_by(DagRun.id.desc())
+        newest.first().state = "running"
+        print("RUNS", session.query(DagRun).filter(DagRun.dag_id == "fails").count())
+    try:
+        run_once("fails", settings)
+    except KaizenError as exc:
+        print("OUT " + str(exc))
+    with create_session() as session:  # ended again: other tests run "fails" too
+        print("RUNS", session.query(DagRun).filter(DagRun.dag_id == "fails").count())
+        session.query(DagRun).filter(DagRun.state == "running").update({"state": "failed"})
+""")
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_the_runner_never_starts_a_run_beside_a_running_one(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`dag.test` runs past the scheduler's max_active_runs: the runner checks it itself."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "fails.py").write_text(FAILING_DAG)
+    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RUN_BESIDE_A_RUNNING_RUN,
+            str(REPO),
+            airflow_env["AIRFLOW_HOME"],
+            str(dags),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    [refused] = [x[4:] for x in proc.stdout.splitlines() if x.startswith("OUT ")]
+    assert re.fullmatch(
+        r"fails already has 1 run\(s\) running \(manual__[^)]+\): one run at a time; "
+        r"wait for it to end, then run again",
+        refused,
+    ), refused
+    before, after = [x for x in proc.stdout.splitlines() if x.startswith("RUNS ")]
+    assert before == after  # the refused run was never created
 
 
 def test_a_stage_fails_its_task_at_once_on_bad_input_and_is_retried_otherwise() -> None:
