@@ -113,6 +113,7 @@ def run_demo(
     _show_online_features(rt, echo, request)
     dataops_failed = f"{len(failed)} {dag_id(name, 'dataops_daily')} runs did not succeed"
     if not train:
+        _paused_note(rt, echo)
         echo(
             f"done in {time.perf_counter() - started:.0f}s; the lake has data: "
             f"`make repro PROJECT={name}` trains on it"
@@ -141,11 +142,27 @@ def run_demo(
     else:
         echo(f"    training: {trained.state} ({trained.failures()})")
         problems.append(f"{trained.dag_id} ended {trained.state}")
+    _paused_note(rt, echo)
     echo(f"done in {time.perf_counter() - started:.0f}s")
     if problems:
         raise KaizenError(
             f"{'; '.join(problems)}: see the Airflow logs in {rt.settings.airflow_home}"
         )
+
+
+def _paused_note(rt: Runtime, echo: Callable[[str], None]) -> None:
+    """The DAGs stay paused, as Airflow creates them (the demo ran them in this process, past
+    the scheduler). Unpausing them here would have the scheduler of `make up` catch up every
+    day from the start date to yesterday, on days no raw drop will ever land for."""
+    from kaizen.dags.tasks import START_DATE
+
+    dataops = dag_id(rt.project.name, "dataops_daily")
+    echo(
+        f"    the DAGs stay paused: a run or backfill you start after `make up` waits queued "
+        f"until you unpause its DAG (the UI's toggle, or `AIRFLOW_HOME={rt.settings.airflow_home} "
+        f".venv/bin/airflow dags unpause {dataops}`); unpaused, {dataops} catches up every "
+        f"day since {START_DATE.date()}"
+    )
 
 
 def _summary(report: Any) -> str:

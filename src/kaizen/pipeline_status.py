@@ -55,8 +55,8 @@ def _guarded(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 # -- last good interval ----------------------------------------------------------------------
 
 
-def airflow_last_good(settings: Any) -> list[dict[str, Any]]:
-    """Per DAG, its newest successful run from Airflow's metadata DB."""
+def _airflow_rows(settings: Any, query: str) -> list[Any]:
+    """Rows of a read-only query on Airflow's metadata DB."""
     import sqlalchemy as sa
 
     from kaizen.dags.runner import airflow_environ
@@ -71,15 +71,29 @@ def airflow_last_good(settings: Any) -> list[dict[str, Any]]:
     elif url.startswith("postgresql"):
         connect_args["connect_timeout"] = 3
     engine = sa.create_engine(url, connect_args=connect_args)
-    query = sa.text(
-        "SELECT dag_id, run_id, data_interval_start, data_interval_end, end_date FROM dag_run"
-        " WHERE state = 'success' ORDER BY end_date"
-    )
     try:
         with engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+            return list(conn.execute(sa.text(query)).mappings().all())
     finally:
         engine.dispose()
+
+
+def airflow_paused(settings: Any) -> list[str]:
+    """The DAGs Airflow holds paused (as it creates them, and as `make demo` leaves them):
+    none of their queued runs starts, a trigger's or a backfill's included."""
+    rows = _airflow_rows(
+        settings, "SELECT dag_id FROM dag WHERE is_paused AND NOT is_stale ORDER BY dag_id"
+    )
+    return [row["dag_id"] for row in rows]
+
+
+def airflow_last_good(settings: Any) -> list[dict[str, Any]]:
+    """Per DAG, its newest successful run from Airflow's metadata DB."""
+    rows = _airflow_rows(
+        settings,
+        "SELECT dag_id, run_id, data_interval_start, data_interval_end, end_date FROM dag_run"
+        " WHERE state = 'success' ORDER BY end_date",
+    )
     newest: dict[str, dict[str, Any]] = {}
     for row in rows:  # ordered by end_date: the last one per DAG wins
         start, end = row["data_interval_start"], row["data_interval_end"]
@@ -94,17 +108,26 @@ def airflow_last_good(settings: Any) -> list[dict[str, Any]]:
 
 def last_good(rt: Runtime) -> dict[str, Any]:
     try:
-        return {"from": "airflow", "rows": airflow_last_good(rt.settings)}
+        rows = airflow_last_good(rt.settings)
     except Exception as exc:
-        from kaizen import stage_metrics
+        return _last_good_from_metrics(rt, exc)
+    try:
+        paused = airflow_paused(rt.settings)
+    except Exception as exc:  # the runs are still worth showing
+        paused = [f"unreadable: {_reason(exc)}"]
+    return {"from": "airflow", "rows": rows, "paused": paused}
 
-        why = _reason(exc)
-        good = stage_metrics.last_good(stage_metrics.read_settings(rt.settings))
-        rows = [
-            {"dag": r["source"], "interval": r["interval"], "ended": _iso(r["ended_at"])}
-            for r in good.to_dict("records")
-        ]
-        return {"from": f"stage metrics (airflow unreachable: {why})", "rows": rows}
+
+def _last_good_from_metrics(rt: Runtime, exc: Exception) -> dict[str, Any]:
+    from kaizen import stage_metrics
+
+    why = _reason(exc)
+    good = stage_metrics.last_good(stage_metrics.read_settings(rt.settings))
+    rows = [
+        {"dag": r["source"], "interval": r["interval"], "ended": _iso(r["ended_at"])}
+        for r in good.to_dict("records")
+    ]
+    return {"from": f"stage metrics (airflow unreachable: {why})", "rows": rows}
 
 
 # -- quarantine ------------------------------------------------------------------------------
@@ -246,9 +269,21 @@ def _lines(name: str, part: dict[str, Any]) -> list[str]:
     rows = part.get("rows", [])
     if name == "last_good":
         head = [f"from {part['from']}"]
-        return head + (
-            [f"{r['dag']}: {r['interval']} (ended {r['ended']})" for r in rows]
-            or ["no good run yet"]
+        paused = (
+            [
+                f"paused: {', '.join(part['paused'])}: their runs stay queued, a trigger's or a "
+                "backfill's too; unpause with `airflow dags unpause DAG_ID` or the UI's toggle"
+            ]
+            if part.get("paused")
+            else []
+        )
+        return (
+            head
+            + (
+                [f"{r['dag']}: {r['interval']} (ended {r['ended']})" for r in rows]
+                or ["no good run yet"]
+            )
+            + paused
         )
     if name == "quarantine":
         if not rows:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,7 @@ PARSE = textwrap.dedent("""
         return sorted(names)
     dags = {d.dag_id: {"tags": sorted(d.tags), "catchup": d.catchup, "tasks": sorted(d.task_ids),
                        "retries": min(t.retries for t in d.tasks), "timetable": type(d.timetable).__name__,
+                       "max_active_runs": d.max_active_runs,
                        "assets": assets(d),
                        "outlets": {t.task_id: sorted(o.name for o in t.outlets) for t in d.tasks if t.outlets}}
             for d in bag.dags.values()}
@@ -147,7 +149,7 @@ def test_parsing_dags_imports_nothing_heavy(parsed: dict) -> None:
 def test_dataops_daily_is_a_daily_interval_with_retries_and_catchup(parsed: dict) -> None:
     dag = parsed["dags"]["credit_risk.dataops_daily"]
     assert dag["timetable"] == "CronDataIntervalTimetable"
-    assert dag["catchup"] is True
+    assert dag["catchup"] is True and dag["max_active_runs"] == 1
     assert dag["retries"] >= 2
     assert "dataops" in dag["tags"]
     assert {
@@ -193,6 +195,7 @@ def test_bench_row_8s_floor_dag_keeps_dataops_dailys_shape(airflow_env: dict[str
 def test_monitor_is_daily_and_its_retrain_request_schedules_training(parsed: dict) -> None:
     dag = parsed["dags"]["credit_risk.monitor"]
     assert dag["timetable"] == "CronDataIntervalTimetable" and dag["catchup"] is True
+    assert dag["max_active_runs"] == 1
     assert dag["retries"] >= 2 and "monitoring" in dag["tags"]
     assert set(dag["tasks"]) == {"monitor", "retrain_requested", "request_retrain"}
     # Only the task behind the short circuit emits the request; training follows it.
@@ -260,9 +263,34 @@ def test_every_project_in_the_repo_parses_in_one_dagbag(parsed: dict) -> None:
     assert all(d.split(".", 1)[0] in projects for d in parsed["dags"])
 
 
+RUN_DAY = textwrap.dedent("""
+    import json, sys
+    from kaizen.config import get_settings
+    from kaizen.dags.runner import run_daily
+    [o] = run_daily(sys.argv[1], [sys.argv[2]], get_settings())
+    print("OUT " + json.dumps([o.state, o.failed_tasks, o.errors]))
+""")
+
+
+def _run_day(env: dict[str, str], dag_id: str, ds: str) -> tuple[str, list[str], dict, str]:
+    """One day of a daily DAG through the demo's runner (the scheduler's run of that day)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_DAY, dag_id, ds],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("OUT "))
+    state, failed, errors = json.loads(line[4:])
+    return state, failed, errors, log
+
+
 @pytest.mark.airflow
 @pytest.mark.slow
-def test_airflow_dags_test_lands_and_gates_the_interval(
+def test_a_days_run_lands_and_gates_its_interval(
     airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
     raw, lake_root = tmp_path / "raw", tmp_path / "lake"
@@ -276,16 +304,21 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
         "KAIZEN_FEAST_DATA_DIR": str(tmp_path / "feast"),
     }
     airflow = Path(sys.executable).with_name("airflow")
-    # The run whose data interval is [2026-01-02, 2026-01-03).
-    proc = subprocess.run(
+    lake = Lake(str(lake_root))
+    # `airflow dags test DAG 2026-01-03` keys its run by 01-03 but gives it the interval
+    # ENDING then, [01-02, 01-03): the run fails before any stage, and the lake stays empty.
+    keyed_by_end = subprocess.run(
         [str(airflow), "dags", "test", "credit_risk.dataops_daily", "2026-01-03"],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    log = proc.stdout + proc.stderr
-    lake = Lake(str(lake_root))
+    assert keyed_by_end.returncode != 0
+    assert "logical date = its data interval start" in keyed_by_end.stdout + keyed_by_end.stderr
+    assert all(lake.partitions("bronze", s) == [] for s in ("customers", "orders", "payments"))
+    # The day's run as the scheduler and a backfill make it: logical date 01-02, [01-02, 01-03).
+    state, failed, errors, log = _run_day(env, "credit_risk.dataops_daily", "2026-01-02")
     # Every source lands in bronze and is gated; the bad orders batch is quarantined and
     # fails only its own branch, the other sources reach silver.
     for source in ("customers", "payments"):
@@ -293,9 +326,9 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
         assert lake.manifest(Partition("silver", source, "2026-01-02"))["rows"] > 0
     assert lake.partitions("silver", "orders") == []
     assert lake.partitions("quarantine", "orders") == ["2026-01-02"]
-    assert "expect_column_values_to_not_be_null(customer_id)" in log
+    assert state == "failed" and "validate[orders]=failed" in failed, failed
+    assert "expect_column_values_to_not_be_null(customer_id)" in errors["validate[orders]"]
     assert "Data Docs:" in log  # the task log says where to open them
-    assert proc.returncode != 0  # the run as a whole is marked failed
     # Upstream re-lands a corrected drop; an operator replays the batch from Airflow.
     simulate(small_world(days=3), str(raw), overwrite=True)
     replayed = subprocess.run(
@@ -315,16 +348,10 @@ def test_airflow_dags_test_lands_and_gates_the_interval(
     assert replayed.returncode == 0, (replayed.stdout + replayed.stderr)[-3000:]
     assert lake.partitions("silver", "orders") == ["2026-01-02"]
     assert lake.partitions("quarantine", "orders") == []
-    # The interval's run again: now every source passes, features are published and
+    # The day's run again: now every source passes, features are published and
     # materialized, and the features asset carries the date for training to follow.
-    again = subprocess.run(
-        [str(airflow), "dags", "test", "credit_risk.dataops_daily", "2026-01-03"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    state, failed, errors, log = _run_day(env, "credit_risk.dataops_daily", "2026-01-02")
+    assert (state, failed) == ("success", []), (errors, log[-3000:])
     assert lake.partitions("features", "customer_profile") == ["2026-01-02"]
     events = subprocess.run(
         [sys.executable, "-c", ASSET_EVENTS], env=env, capture_output=True, text=True, timeout=120
@@ -388,6 +415,66 @@ def test_a_failed_task_reports_its_error(airflow_env: dict[str, str], tmp_path: 
     assert failures == "boom=failed: ValueError: the reason is 42"
 
 
+RUN_BESIDE_A_RUNNING_RUN = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from kaizen.config import Settings
+    from kaizen.dags.runner import run_once
+    from kaizen.errors import KaizenError
+    settings = Settings(_env_file=None, home=Path(sys.argv[1]), airflow_home=Path(sys.argv[2]),
+                        dags_folder=Path(sys.argv[3]))
+    run_once("fails", settings)
+    with create_session() as session:  # as if the scheduler were running that run now
+        newest = session.query(DagRun).filter(DagRun.dag_id == "fails").order_by(DagRun.id.desc())
+        newest.first().state = "running"
+        print("RUNS", session.query(DagRun).filter(DagRun.dag_id == "fails").count())
+    try:
+        run_once("fails", settings)
+    except KaizenError as exc:
+        print("OUT " + str(exc))
+    with create_session() as session:  # ended again: other tests run "fails" too
+        print("RUNS", session.query(DagRun).filter(DagRun.dag_id == "fails").count())
+        session.query(DagRun).filter(DagRun.state == "running").update({"state": "failed"})
+""")
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_the_runner_never_starts_a_run_beside_a_running_one(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`dag.test` runs past the scheduler's max_active_runs: the runner checks it itself."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "fails.py").write_text(FAILING_DAG)
+    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RUN_BESIDE_A_RUNNING_RUN,
+            str(REPO),
+            airflow_env["AIRFLOW_HOME"],
+            str(dags),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    [refused] = [x[4:] for x in proc.stdout.splitlines() if x.startswith("OUT ")]
+    assert re.fullmatch(
+        r"fails already has 1 run\(s\) running \(manual__[^)]+\): one run at a time; "
+        r"wait for it to end, then run again",
+        refused,
+    ), refused
+    before, after = [x for x in proc.stdout.splitlines() if x.startswith("RUNS ")]
+    assert before == after  # the refused run was never created
+
+
 def test_a_stage_fails_its_task_at_once_on_bad_input_and_is_retried_otherwise() -> None:
     """Retrying a bad params file or a quarantined batch cannot help: fail now. `apply`
     returns a plain dict and goes through the same rule (it used to retry a ConfigError,
@@ -410,6 +497,46 @@ def test_a_stage_fails_its_task_at_once_on_bad_input_and_is_retried_otherwise() 
         run_stage(flaky)
     source = (FACTORIES / "factories.py").read_text()
     assert "return run_stage(stage, runtime(folder).settings)" in source  # the apply task
+
+
+DAY = "2026-01-02T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "logical", "ds"),
+    [
+        (DAY, "2026-01-03T00:00:00+00:00", DAY, "2026-01-02"),  # scheduled, backfill, demo
+        (DAY, "2026-01-03T00:00:00+00:00", "2026-12-07T16:03:11+00:00", "2026-01-02"),  # "now"
+        (
+            "2026-01-02T05:00:00+00:00",
+            "2026-01-03T05:00:00+00:00",
+            "2026-01-02T05:00:00+00:00",
+            "2026-01-02",
+        ),  # monitor's 05:00 intervals
+        # `airflow dags test DAG 2026-01-02`, a trigger keyed by the day without its interval:
+        ("2026-01-01T00:00:00+00:00", DAY, DAY, None),
+        (DAY, "2026-01-04T00:00:00+00:00", DAY, None),  # not one day
+        (None, None, None, None),  # no interval at all
+    ],
+)
+def test_a_days_run_is_keyed_by_its_interval_start_or_fails_at_once(
+    start: str | None, end: str | None, logical: str | None, ds: str | None
+) -> None:
+    import pendulum
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kaizen.dags.tasks import interval_ds
+
+    def at(value: str | None) -> object:
+        return None if value is None else pendulum.parse(value)
+
+    context = {"data_interval_start": at(start), "data_interval_end": at(end)}
+    context["logical_date"] = at(logical)
+    if ds is not None:
+        assert interval_ds(context) == ds
+    else:
+        with pytest.raises(AirflowFailException, match="data interval"):
+            interval_ds(context)
 
 
 SIDE_BY_SIDE = textwrap.dedent("""

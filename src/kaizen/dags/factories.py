@@ -57,6 +57,20 @@ def _doc(text: str, name: str) -> str:
     return text.replace("<project>", name)
 
 
+def daily_interval(cron: str) -> CronDataIntervalTimetable:
+    """The schedule of every daily DAG keyed by its data interval (dataops_daily, monitor):
+    one-day intervals in UTC. Airflow keys such a run by logical date = its interval's start;
+    the scheduler's runs, a backfill's, the demo's (`kaizen.dags.runner.run_daily`) and
+    `interval_ds` all follow it. Used with DAILY_RUNS."""
+    return CronDataIntervalTimetable(cron, timezone="UTC")
+
+
+# Caught up from START_DATE, one run at a time. Airflow counts max_active_runs over scheduled
+# and manual runs only: a backfill has its own `max_active_runs`, which must be 1 as well (the
+# UI's default; the REST API's default is 10).
+DAILY_RUNS: dict[str, Any] = {"start_date": START_DATE, "catchup": True, "max_active_runs": 1}
+
+
 def dataops_daily(dag_file: str) -> DAG:
     """<project>.dataops_daily: a day's raw drops become validated features in the online store.
 
@@ -76,10 +90,8 @@ def dataops_daily(dag_file: str) -> DAG:
 
     @dag(
         dag_id=f"{name}.dataops_daily",
-        schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-        start_date=START_DATE,
-        catchup=True,
-        max_active_runs=1,  # features are computed from history: one day after the other
+        schedule=daily_interval("0 0 * * *"),
+        **DAILY_RUNS,  # features are computed from history: one day after the other
         default_args=DEFAULT_ARGS,
         tags=["kaizen", name, "dataops"],
         doc_md=_doc(dataops_daily.__doc__ or "", name),
@@ -295,11 +307,10 @@ def monitor(dag_file: str) -> DAG:
 
     @dag(
         dag_id=f"{name}.monitor",
-        # 05:00 UTC: after the day's DataOps run (00:00) has published its features.
-        schedule=CronDataIntervalTimetable("0 5 * * *", timezone="UTC"),
-        start_date=START_DATE,
-        catchup=True,  # trends, alert episodes and the cooldown follow the days in order
-        max_active_runs=1,
+        # 05:00 UTC: after the day's DataOps run (00:00) has published its features; in
+        # order, one at a time: trends, alert episodes and the cooldown follow the days.
+        schedule=daily_interval("0 5 * * *"),
+        **DAILY_RUNS,
         default_args=DEFAULT_ARGS,
         dagrun_timeout=dt.timedelta(hours=1),
         tags=["kaizen", name, "monitoring"],

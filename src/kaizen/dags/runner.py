@@ -5,6 +5,9 @@ only that project's `dags/` is parsed to find it. Each run is a real DagRun in A
 metadata database (`dag.test`, in this process), so it shows in the UI afterwards exactly
 like a scheduled run. Airflow reads its configuration when first imported, so
 `airflow_environ()` must be applied before anything imports it.
+
+A day's run is keyed the way the scheduler and a backfill key it: logical date = the start
+of the day's data interval (see `day_run`), so a backfill finds the demo's runs by day.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ def run_once(dag_id: str, settings: Settings, conf: dict[str, Any] | None = None
     dag = DagBag(dag_folder=str(folder)).get_dag(dag_id)
     if dag is None:
         raise KaizenError(f"no DAG {dag_id!r} in {folder}")
+    _one_at_a_time(dag_id)
     started = time.perf_counter()
     with _task_errors() as errors:
         dag_run = dag.test(run_conf=conf or {})
@@ -166,9 +170,9 @@ def run_daily(
     settings: Settings,
     progress: Callable[[DagRunOutcome, int, int], None] | None = None,
 ) -> list[DagRunOutcome]:
-    """Run a daily-interval DAG once per date, oldest first; a date is its interval's start."""
+    """Run a daily-interval DAG once per date, oldest first, each as the run the scheduler or
+    a backfill makes for that day (`day_run`): its logical date is the interval's start."""
     prepare_airflow(settings)
-    import pendulum
     from airflow.dag_processing.dagbag import DagBag
 
     folder = dag_folder(dag_id, settings)
@@ -182,16 +186,87 @@ def run_daily(
     outcomes: list[DagRunOutcome] = []
     ordered = sorted(parse_ds(d) for d in dates)
     for ds in ordered:
+        info = day_run(dag, ds)
+        _one_at_a_time(dag_id)
         started = time.perf_counter()
-        # A daily interval timetable runs [ds, ds+1) for the run whose logical date ends it.
-        run_after = pendulum.parse(ds, tz="UTC") + dt.timedelta(days=1)
-        with _task_errors() as errors:
-            dag_run = dag.test(logical_date=run_after)
+        with _task_errors() as errors, _as_scheduled(info):
+            dag_run = dag.test(logical_date=info.logical_date, run_after=info.run_after)
+        if dag_run.logical_date != info.logical_date or (
+            dag_run.data_interval_start != info.data_interval.start
+        ):  # pragma: no cover - a later Airflow changed how dag.test makes its run
+            raise KaizenError(
+                f"{dag_id} {ds}: the run got logical date {dag_run.logical_date} and interval "
+                f"start {dag_run.data_interval_start}, not {info.logical_date}"
+            )
         outcomes.append(_outcome(dag_id, ds, dag_run, time.perf_counter() - started, errors))
         log.info("%s %s: %s in %.1fs", dag_id, ds, outcomes[-1].state, outcomes[-1].seconds)
         if progress is not None:
             progress(outcomes[-1], len(outcomes), len(ordered))
     return outcomes
+
+
+def day_run(dag: Any, ds: str) -> Any:
+    """The DagRunInfo of the day `ds`: the DAG's own timetable asked for its first interval
+    starting on that day, exactly as the scheduler's catch-up and a backfill ask it
+    (`iter_dagrun_infos_between`). For a daily `CronDataIntervalTimetable` it is
+    [ds, ds + 1 day) with logical date ds and run_after ds + 1 day."""
+    import pendulum
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    day = pendulum.parse(parse_ds(ds), tz="UTC")
+    timetable = coerce_to_core_timetable(dag.timetable)
+    info = timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=day, latest=None, catchup=True),
+    )
+    if info is None or info.data_interval is None or info.logical_date.date() != day.date():
+        raise KaizenError(f"{dag.dag_id} has no data interval starting on {ds}")
+    return info
+
+
+@contextlib.contextmanager
+def _as_scheduled(info: Any) -> Iterator[None]:
+    """Make `dag.test`'s run the scheduler's run of that day.
+
+    `dag.test` infers a run's data interval as a manual trigger does (the interval that ENDS
+    at its logical date), so a run keyed by the day would process the day before; and it
+    stamps the run's start_date with the logical date. Its helper that creates the run is
+    given the day's interval, run_after and the wall-clock start for this call only."""
+    from airflow.models import dagrun as dagrun_module
+
+    original = dagrun_module.get_or_create_dagrun
+
+    def scheduled(**kwargs: Any) -> Any:
+        kwargs.update(
+            data_interval=info.data_interval,
+            run_after=info.run_after,
+            start_date=dt.datetime.now(dt.UTC),
+        )
+        return original(**kwargs)
+
+    dagrun_module.get_or_create_dagrun = scheduled
+    try:
+        yield
+    finally:
+        dagrun_module.get_or_create_dagrun = original
+
+
+def _one_at_a_time(dag_id: str) -> None:
+    """`dag.test` runs in this process, past the scheduler's max_active_runs: refuse to start
+    while Airflow has a run of the same DAG running (a scheduled run, a trigger, a backfill)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    with create_session() as session:
+        running = DagRun.find(dag_id=dag_id, state=DagRunState.RUNNING, session=session)
+        ids = [r.run_id for r in running]
+    if ids:
+        raise KaizenError(
+            f"{dag_id} already has {len(ids)} run(s) running ({', '.join(ids[:3])}): one run "
+            "at a time; wait for it to end, then run again"
+        )
 
 
 @contextlib.contextmanager

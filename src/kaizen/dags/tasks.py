@@ -85,10 +85,32 @@ def triggering_events(context: Any, asset_name: str) -> list[Any]:
 
 
 def interval_ds(context: Any) -> str:
-    """The partition date of a daily run: the start of its data interval (UTC)."""
-    start = context.get("data_interval_start")
-    if start is None:  # asset-triggered and manual runs without an interval
-        raise ValueError(
+    """The partition date of a daily run: the day its one-day data interval starts (UTC).
+
+    A day's run is keyed by logical date = the start of its data interval: the scheduler and
+    a backfill make their runs so, and so does `kaizen.dags.runner.run_daily` (the demo). A
+    manual trigger keyed by a day but without that day's interval does not: Airflow gives it
+    the interval ENDING at its logical date, so it would process the day before under the
+    next day's key, and a backfill of that next day would find the key taken and skip it.
+    Such a run fails here, before any stage runs, and without retries (a retry cannot fix
+    it). A trigger whose logical date is no day's key (e.g. "now") with an explicit one-day
+    interval takes nobody's key and is run."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    logical = context.get("logical_date")
+    if start is None or end is None:  # asset-triggered and manual runs without an interval
+        raise AirflowFailException(
             "this task needs a run with a data interval (a scheduled run or a backfill)"
         )
-    return pendulum.instance(start).in_timezone("UTC").date().isoformat()
+    start, end = pendulum.instance(start), pendulum.instance(end)
+    key = pendulum.instance(logical) if logical is not None else None
+    takes_a_days_key = key is not None and key != start and key.time() == start.time()
+    if end != start.add(days=1) or takes_a_days_key:
+        raise AirflowFailException(
+            f"a day's run has logical date = its data interval start and a one-day interval; "
+            f"this run has logical date {logical} and interval [{start}, {end}): backfill the "
+            "day instead, or trigger it with logical_date = data_interval_start = the day and "
+            "data_interval_end = the next day"
+        )
+    return start.in_timezone("UTC").date().isoformat()
