@@ -2,7 +2,7 @@
 
 A raw file is judged here before any content rule: its size against the source's cap, that
 it is text in the declared encoding, that it ends with a line break, that its header names
-are usable, that every record has the header's field count, that values convert to their
+are usable, that its quotes are balanced, that every record has the header's field count, that values convert to their
 declared types, and that it has rows when the source does not allow an empty drop. Each
 problem is a named file check with a one-line reason, an unexpected count and a few example
 values, so a quarantine summary reads the same whether this or the GX gate caught the batch.
@@ -46,6 +46,7 @@ TEXT = "expect_file_to_be_text"
 ENCODING = "expect_file_to_be_valid_in_its_encoding"
 LINE_END = "expect_file_to_end_with_a_line_break"
 HEADER = "expect_file_header_names_to_be_unique"
+QUOTES = "expect_quotes_to_be_balanced"
 FIELDS = "expect_rows_to_have_the_header_field_count"
 TYPES = "expect_values_to_convert_to_declared_types"
 PARSEABLE = "expect_file_to_be_parseable"
@@ -162,6 +163,16 @@ def _parse_csv(spec: Source, data: bytes, block_size_mb: int) -> Parsed:
                 "no line break at the end: the file may be truncated mid-row",
                 1,
                 [last[-60:]],
+            )
+        )
+    quotes = text.count('"')
+    if quotes % 2:  # every quoted field and every escaped quote is a pair of them
+        problems.append(
+            Problem(
+                QUOTES,
+                f"an odd number of double quotes ({quotes}): a quoted field is never closed,"
+                " and the records after it are read into that one field",
+                1,
             )
         )
     utf8 = text.encode("utf-8")
