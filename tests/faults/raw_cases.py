@@ -42,11 +42,19 @@ def clean_drop(base: Runtime, source: str) -> bytes:
     return (root / "clean" / source / f"{DS}.csv").read_bytes()
 
 
-def fresh(base: Runtime, declare: dict[str, Any] | None = None, source: str = "") -> Runtime:
-    """A new, empty raw zone and lake; the project, params and GX context of `base`."""
+def fresh(
+    base: Runtime,
+    declare: dict[str, Any] | None = None,
+    source: str = "",
+    lake_of: Runtime | None = None,
+) -> Runtime:
+    """A new, empty raw zone and lake (or those of `lake_of`); the project, params and GX
+    context of `base`, with `declare` overriding fields of `source`'s declaration."""
     root = Path(base.settings.raw_root).parent / f"case{next(_ids)}"
     rt = Runtime(
-        base.settings.model_copy(
+        lake_of.settings
+        if lake_of
+        else base.settings.model_copy(
             update={"raw_root": str(root / "raw"), "lake_root": str(root / "lake")}
         )
     )

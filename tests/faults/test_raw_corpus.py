@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -550,3 +551,45 @@ def test_the_clean_drops_pass(bases: dict[str, Runtime]) -> None:
         for source in sources:
             out = land_and_gate(fresh(base), source, clean_drop(base, source))
             assert out.where == "silver", out.message
+
+
+def test_status_lists_every_quarantined_batch_and_replay_works_on_each(
+    bases: dict[str, Runtime],
+) -> None:
+    from kaizen import pipeline_status
+    from kaizen.errors import InputError
+    from kaizen.lake import Partition
+    from kaizen.stages.replay import replay
+
+    base = bases["credit_risk"]
+    strict = fresh(base, {"allow_empty": False}, "customers")
+    orders, payments = drop(base, "orders"), drop(base, "payments")
+    bad = {
+        "orders": orders.csv(orders.set(0, "category", "sofé")).replace("é".encode(), b"\xe9"),
+        "payments": payments.csv(payments.set(0, "amount", "-1.00")),
+        "customers": drop(base, "customers").csv([]),
+    }
+    for source, data in bad.items():
+        assert land_and_gate(strict, source, data).where == Q
+    rows = {r["source"]: r for r in pipeline_status.quarantined(strict)["rows"]}
+    assert set(rows) == set(bad)
+    assert rows["orders"]["stage"] == "ingest" and "not valid utf-8" in rows["orders"]["reason"]
+    assert rows["payments"]["stage"] == "validate" and "amount" in rows["payments"]["reason"]
+    assert "does not allow an empty drop" in rows["customers"]["reason"]
+    report = {part: {"rows": []} for part in pipeline_status.PARTS}
+    report["last_good"]["from"], report["freshness"]["as_of"] = "-", "-"
+    lines = pipeline_status.render({**report, "quarantine": pipeline_status.quarantined(strict)})
+    assert sum("refused at" in line for line in lines) == 3
+
+    with pytest.raises(InputError, match="land a corrected file first"):
+        replay("orders", "2026-01-01", strict)  # nothing changed: nothing to do but say so
+    raw = Path(strict.settings.raw_root)
+    for source in ("orders", "payments"):  # upstream re-lands corrected drops
+        (raw / source / "2026-01-01.csv").write_bytes(clean_drop(base, source))
+        assert replay(source, "2026-01-01", strict).status == "ok"
+    # The declaration was the fix: an empty day is valid for customers after all.
+    relaxed = fresh(base, lake_of=strict)
+    assert replay("customers", "2026-01-01", relaxed).status == "ok"
+    assert pipeline_status.quarantined(strict)["rows"] == []
+    for source in bad:
+        assert strict.lake.exists(Partition("silver", source, "2026-01-01"))
