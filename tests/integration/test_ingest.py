@@ -95,7 +95,7 @@ def test_carriage_returns_inside_quoted_fields_parse(rt: Runtime) -> None:
     [
         ("missing", "orders", "2026-01-02", RawFileError, "raw file not found"),
         ("empty", "orders", "2026-01-02", BatchQuarantined, "raw file is empty"),
-        ("malformed", "orders", "2026-01-02", BatchQuarantined, "header's 6 fields"),
+        ("malformed", "orders", "2026-01-02", BatchQuarantined, "expect_quotes_to_be_balanced"),
         ("garbage", "orders", "2026-01-02", BatchQuarantined, "not valid utf-8 at byte 18"),
         ("directory", "orders", "2026-01-02", RawFileError, "unreadable"),
         ("ok", "refunds", "2026-01-02", InputError, "unknown source 'refunds'"),

@@ -89,8 +89,11 @@ def _quarantine_at_intake(
     """A drop that cannot be read cleanly is a bad batch: hold what was read, then fail."""
     from kaizen.quality.quarantine import quarantine
 
-    gists = [f"{p.check} ({p.reason.split(';')[0]})" for p in parsed.problems]
-    reason = "; ".join(gists[:2]) + (f" (+{len(gists) - 2} more)" if len(gists) > 2 else "")
+    # Every check by name; the first two with the gist of their reason, to stay one line.
+    reason = "; ".join(
+        f"{p.check} ({p.reason.split(';')[0]})" if i < 2 else p.check
+        for i, p in enumerate(parsed.problems)
+    )
     held = parsed.table.num_rows
     lines = [f"{spec.name} {ds}: FAILED {FILE_CHECKS}: {reason}"]
     for p in parsed.problems:
