@@ -144,28 +144,23 @@ def _parse_csv(spec: Source, data: bytes, block_size_mb: int) -> Parsed:
     for magic, what in _MAGIC.items():
         if data.startswith(magic):
             return _nothing(spec, Problem(TEXT, f"{what}, not a CSV text file: land it as text"))
-    text, bom, problem = _decode(spec.encoding, data)
+    utf8, bom, problem = _decode(spec.encoding, data)
     if problem:
         problems.append(problem)
-    nul = -1 if problem else text.find("\x00")  # an encoding problem explains NULs itself
+    nul = -1 if problem else utf8.find(b"\x00")  # an encoding problem explains NULs itself
     if nul >= 0:  # valid text, but no export writes NUL: binary data or a corrupted copy
-        count = text.count("\x00")
+        count = utf8.count(b"\x00")
+        problems.append(
+            Problem(TEXT, f"{count} NUL characters (binary data?), the first at byte {nul}", count)
+        )
+    if not utf8.endswith((b"\n", b"\r")):
+        last = utf8[-60:].rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
         problems.append(
             Problem(
-                TEXT, f"{count} NUL characters (binary data?), the first at character {nul}", count
+                LINE_END, "no line break at the end: the file may be truncated mid-row", 1, [last]
             )
         )
-    if not text.endswith(("\n", "\r")):
-        last = text.rsplit("\n", 1)[-1]
-        problems.append(
-            Problem(
-                LINE_END,
-                "no line break at the end: the file may be truncated mid-row",
-                1,
-                [last[-60:]],
-            )
-        )
-    quotes = text.count('"')
+    quotes = utf8.count(b'"')
     if quotes % 2:  # every quoted field and every escaped quote is a pair of them
         problems.append(
             Problem(
@@ -175,7 +170,6 @@ def _parse_csv(spec: Source, data: bytes, block_size_mb: int) -> Parsed:
                 1,
             )
         )
-    utf8 = text.encode("utf-8")
     rejected: list[Any] = []
 
     def reject(row: Any) -> str:
@@ -231,15 +225,18 @@ def _parse_csv(spec: Source, data: bytes, block_size_mb: int) -> Parsed:
     return Parsed(table, problems, len(rejected), typed, bom)
 
 
-def _decode(encoding: str, data: bytes) -> tuple[str, bool, Problem | None]:
-    """The text, whether a BOM was dropped, and a problem when bytes are not valid."""
+def _decode(encoding: str, data: bytes) -> tuple[bytes, bool, Problem | None]:
+    """The drop as UTF-8 bytes for the parser, whether a BOM was dropped, and a problem when
+    bytes are not valid in the declared encoding (they are then replaced by U+FFFD)."""
     bom = encoding.startswith("utf-8") and data.startswith(_BOM)
     if bom:
         data = data[len(_BOM) :]
     codec = "utf-8" if encoding == "utf-8-sig" else encoding
     try:
-        return data.decode(codec), bom, None
+        text = data.decode(codec)
+        return (data if codec == "utf-8" else text.encode("utf-8")), bom, None
     except UnicodeDecodeError as exc:
+        shift = len(_BOM) if bom else 0  # positions are in the file as landed
         positions, at = [], 0
         while len(positions) < EXAMPLES and at < len(data):
             try:
@@ -250,17 +247,17 @@ def _decode(encoding: str, data: bytes) -> tuple[str, bool, Problem | None]:
                 at += more.end
         text = data.decode(codec, errors="replace")
         hint = ""
-        if codec.startswith("utf-8") and data.startswith(_UTF16_BOMS):
+        if codec == "utf-8" and data.startswith(_UTF16_BOMS):
             hint = " (it starts with a UTF-16 byte-order mark: declare `encoding: utf-16` if so)"
         return (
-            text,
+            text.encode("utf-8"),
             bom,
             Problem(
                 ENCODING,
-                f"not valid {encoding} at byte {exc.start}{hint}; rows are held with U+FFFD"
+                f"not valid {encoding} at byte {exc.start + shift}{hint}; rows are held with U+FFFD"
                 " in place of the bad bytes, the raw bytes beside them",
                 text.count("\ufffd"),
-                [f"byte {p}: {_show_bytes(data, p)}" for p in positions],
+                [f"byte {p + shift}: {_show_bytes(data, p)}" for p in positions],
             ),
         )
 
