@@ -593,3 +593,49 @@ def test_status_lists_every_quarantined_batch_and_replay_works_on_each(
     assert pipeline_status.quarantined(strict)["rows"] == []
     for source in bad:
         assert strict.lake.exists(Partition("silver", source, "2026-01-01"))
+
+
+def test_in_a_dag_task_a_bad_drop_fails_at_once_instead_of_retrying(
+    bases: dict[str, Runtime],
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kaizen.dags.tasks import run_stage
+    from kaizen.stages.ingest import ingest
+
+    base = bases["credit_risk"]
+    rt = fresh(base)
+    raw = Path(rt.settings.raw_root) / "orders" / "2026-01-01.csv"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(b"\xff\xfe" + clean_drop(base, "orders"))  # retrying cannot change it
+    with pytest.raises(AirflowFailException, match="not valid utf-8 at byte 0"):
+        run_stage(ingest, "orders", "2026-01-01", rt)
+
+
+def test_summaries_give_counts_and_examples_at_the_gate_and_at_intake(
+    bases: dict[str, Runtime],
+) -> None:
+    import json
+
+    from kaizen.lake import Partition
+
+    base = bases["credit_risk"]
+    rt = fresh(base)
+    orders, customers = drop(base, "orders"), drop(base, "customers")
+    land_and_gate(rt, "orders", orders.csv(orders.set(0, "amount", "-5.00")))
+    land_and_gate(rt, "customers", customers.csv(customers.set(2, "annual_income", "n/a")))
+    for source, expectation, count, example in (
+        ("orders", "expect_column_values_to_be_between", 1, -5.0),
+        ("customers", "expect_values_to_convert_to_declared_types", 1, "n/a"),
+    ):
+        part = Partition("quarantine", source, "2026-01-01")
+        result = json.loads(rt.lake.read_attachment(part, "validation.json"))
+        [failed] = [
+            r["result"]
+            for r in result["results"]
+            if not r["success"] and r["expectation_config"]["type"] == expectation
+        ]
+        assert failed["unexpected_count"] == count
+        assert failed["partial_unexpected_list"] == [example]
+        summary = rt.lake.read_attachment(part, "summary.txt").decode()
+        assert f"{count} " in summary and f"e.g. {example!r}" in summary
