@@ -8,6 +8,7 @@ functions (ingest, validate) on a fresh tiny lake; the project and GX context ar
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import random
 import re
@@ -525,6 +526,7 @@ def test_a_bad_raw_file_ends_in_silver_or_quarantine_and_loses_no_row(
     if INTAKE in out.message:
         capped = len(data) > rt.catalog.get(case.source).max_bytes
         assert out.raw_kept == (None if capped else data)  # the bytes, beside what was read
+        assert out.manifest["source_sha256"] == hashlib.sha256(data).hexdigest()
     if parsable is None:  # no row of the file is readable as it is: its bytes are kept
         assert out.where == Q and out.raw_kept in (data, None)
         assert ("raw bytes are kept" if out.raw_kept else "over the cap") in _summary(

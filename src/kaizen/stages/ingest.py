@@ -57,6 +57,18 @@ def read_raw(url: str, storage_options: dict, max_bytes: int | None = None) -> b
         raise RawFileError(f"raw file unreadable: {url}: {exc}", kind="unreadable") from None
 
 
+def raw_sha256(url: str, storage_options: dict) -> str | None:
+    """The drop's checksum, streamed (a drop over its cap is never read whole); None if gone."""
+    digest = hashlib.sha256()
+    try:
+        with fsspec.open(url, "rb", **storage_options) as fh:
+            while chunk := fh.read(8 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
 def parse_raw(spec: Source, data: bytes, *, block_size_mb: int, url: str) -> pa.Table:
     """A drop typed by its declaration; a RawFileError naming its first problem otherwise."""
     parsed = rawfile.parse(spec, data, block_size_mb=block_size_mb)
@@ -80,11 +92,17 @@ def _parse(rt: Runtime, spec: Source, data: bytes, url: str) -> rawfile.Parsed:
     except Exception as exc:  # a file no check foresaw still ends in quarantine, not nowhere
         log.warning("%s: unexpected error while parsing", url, exc_info=True)
         problem = rawfile.Problem(rawfile.PARSEABLE, f"cannot parse: {type(exc).__name__}: {exc}")
-        return rawfile.Parsed(declared_schema(spec).empty_table(), [problem])
+        return rawfile.Parsed(declared_schema(spec).empty_table(), [problem], readable=False)
 
 
 def _quarantine_at_intake(
-    rt: Runtime, spec: Source, ds: str, data: bytes, parsed: rawfile.Parsed, result: StageResult
+    rt: Runtime,
+    spec: Source,
+    ds: str,
+    url: str,
+    data: bytes,
+    parsed: rawfile.Parsed,
+    result: StageResult,
 ) -> None:
     """A drop that cannot be read cleanly is a bad batch: hold what was read, then fail."""
     from kaizen.quality.quarantine import quarantine
@@ -119,8 +137,10 @@ def _quarantine_at_intake(
         meta={
             "source": spec.name,
             "source_file": f"{spec.name}/{spec.raw_name(ds)}",
-            "source_sha256": hashlib.sha256(data).hexdigest(),
-            "source_bytes": len(data),
+            "source_sha256": hashlib.sha256(data).hexdigest()
+            if len(data) <= spec.max_bytes
+            else raw_sha256(url, rt.settings.storage_options(url)),
+            "source_bytes": len(data) if len(data) <= spec.max_bytes else None,
             "intake_hash": spec.intake_hash(),
             "rows_landed": held,
             "records_rejected": parsed.records_rejected,
@@ -160,7 +180,7 @@ def ingest(source: str, ds: str, rt: Runtime | None = None) -> StageResult:
         data = read_raw(url, rt.settings.storage_options(url), spec.max_bytes)
         parsed = _parse(rt, spec, data, url)
         if parsed.problems:
-            _quarantine_at_intake(rt, spec, ds, data, parsed, result)
+            _quarantine_at_intake(rt, spec, ds, url, data, parsed, result)
         table = parsed.table
         missing = [c for c in spec.columns if c not in table.schema.names]
         extra = [c for c in table.schema.names if c not in spec.columns]

@@ -10,29 +10,16 @@ Replaying is idempotent: a batch already in silver and not in quarantine is left
 
 from __future__ import annotations
 
-import hashlib
-
-import fsspec
-
 from kaizen.errors import InputError
 from kaizen.interval import parse_ds
 from kaizen.lake import Partition, lineage
 from kaizen.logs import get_logger
 from kaizen.runtime import Runtime
-from kaizen.stages.ingest import FILE_CHECKS, ingest
+from kaizen.stages.ingest import FILE_CHECKS, ingest, raw_sha256
 from kaizen.stages.result import StageResult, timed
 from kaizen.stages.validate import validate
 
 log = get_logger(__name__)
-
-
-def _raw_checksum(rt: Runtime, source: str, ds: str) -> str | None:
-    url = rt.raw_url(source, ds)
-    try:
-        with fsspec.open(url, "rb", **rt.settings.storage_options(url)) as fh:
-            return hashlib.sha256(fh.read()).hexdigest()
-    except FileNotFoundError:
-        return None
 
 
 def replay(
@@ -56,7 +43,8 @@ def replay(
             raise InputError(
                 f"nothing to replay for {source} {ds}: no quarantined batch and no silver partition"
             )
-        raw_sum = _raw_checksum(rt, spec.name, ds)
+        url = rt.raw_url(spec.name, ds)
+        raw_sum = raw_sha256(url, rt.settings.storage_options(url))
         at_intake = manifest.get("validation", {}).get("suite") == FILE_CHECKS
         changed = raw_sum is not None and raw_sum != manifest.get("source_sha256")
         # A batch refused at intake can also be fixed by its declaration (an encoding, an
