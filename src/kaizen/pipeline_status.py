@@ -10,6 +10,7 @@ record). Each part is gathered on its own: one that cannot be read says
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -141,11 +142,21 @@ def quarantined(rt: Runtime) -> dict[str, Any]:
     for source, ds in waiting(rt.lake, rt.catalog.names):
         part = Partition("quarantine", source, ds)
         manifest = rt.lake.manifest(part) or {}
-        try:
-            reason = rt.lake.read_attachment(part, SUMMARY).decode().strip().splitlines()[0]
-        except (FileNotFoundError, IndexError, UnicodeDecodeError):
-            reason = ""
-        rows.append({"source": source, "ds": ds, "rows": manifest.get("rows"), "reason": reason})
+        reason = manifest.get("reason") or ""
+        if not reason:  # a batch quarantined before the manifest carried its reason
+            with contextlib.suppress(FileNotFoundError, IndexError, UnicodeDecodeError):
+                reason = rt.lake.read_attachment(part, SUMMARY).decode().strip().splitlines()[0]
+        rows.append(
+            {
+                "source": source,
+                "ds": ds,
+                "rows": manifest.get("rows"),
+                "stage": "ingest"
+                if manifest.get("validation", {}).get("suite") == "file checks"
+                else "validate",
+                "reason": reason,
+            }
+        )
     return {"rows": rows, "replay": f"kaizen -p {rt.project.name} replay --source SOURCE --ds DS"}
 
 
@@ -288,7 +299,11 @@ def _lines(name: str, part: dict[str, Any]) -> list[str]:
     if name == "quarantine":
         if not rows:
             return ["none"]
-        lines = [f"{r['source']} {r['ds']}: {r['rows']} rows, {r['reason'] or '-'}" for r in rows]
+        lines = [
+            f"{r['source']} {r['ds']}: {r['rows']} rows held, refused at {r['stage']}: "
+            f"{r['reason'] or '-'}"
+            for r in rows
+        ]
         return [*lines, f"replay with: {part['replay']}"]
     if name == "models":
         return [f"{r['alias']}: " + (f"v{r['version']}" if r["version"] else "none") for r in rows]

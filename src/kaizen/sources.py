@@ -7,6 +7,7 @@ these declarations: onboarding a dataset is a new declaration, not new stage cod
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -39,6 +40,21 @@ class Source(BaseModel):
     columns: dict[str, Column]
     primary_key: list[str]
     event_time: str
+    # The text encoding of a CSV drop: declared, never guessed. Bytes not valid in it send
+    # the batch to quarantine (never transcoded silently); a UTF-8 byte-order mark is dropped.
+    encoding: str = "utf-8"
+    # Is a drop with no rows (a header only) a valid day? When not, it is quarantined.
+    allow_empty: bool = False
+    # A drop larger than this is quarantined unread (ingest holds a drop in memory).
+    max_mb: Annotated[float, Field(gt=0)] = 1024
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, latin-1, utf-16)") from None
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -66,6 +82,16 @@ class Source(BaseModel):
         if "{ds}" not in self.file:
             raise ValueError("file must contain the {ds} placeholder")
         return self
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * (1 << 20))
+
+    def intake_hash(self) -> str:
+        """Hash of everything that decides how a drop is read (a changed one can fix a batch
+        that could not be read, so replay re-reads it)."""
+        blob = json.dumps(self.model_dump(exclude={"description"}), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def raw_name(self, ds: str) -> str:
         return self.file.format(ds=ds)

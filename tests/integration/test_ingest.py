@@ -95,8 +95,8 @@ def test_carriage_returns_inside_quoted_fields_parse(rt: Runtime) -> None:
     [
         ("missing", "orders", "2026-01-02", RawFileError, "raw file not found"),
         ("empty", "orders", "2026-01-02", BatchQuarantined, "raw file is empty"),
-        ("malformed", "orders", "2026-01-02", BatchQuarantined, "cannot parse"),
-        ("garbage", "orders", "2026-01-02", BatchQuarantined, "cannot parse"),
+        ("malformed", "orders", "2026-01-02", BatchQuarantined, "expect_quotes_to_be_balanced"),
+        ("garbage", "orders", "2026-01-02", BatchQuarantined, "not valid utf-8 at byte 18"),
         ("directory", "orders", "2026-01-02", RawFileError, "unreadable"),
         ("ok", "refunds", "2026-01-02", InputError, "unknown source 'refunds'"),
         ("ok", "orders", "2026-02-30", InputError, "no such calendar day"),

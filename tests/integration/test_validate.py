@@ -123,7 +123,7 @@ FAULTS = {
         "expect_column_values_to_not_match_regex(region)",
     ),
     "empty": ("2026-01-11", "payments", "expect_file_to_be_non_empty"),
-    "malformed": ("2026-01-12", "orders", "expect_file_to_be_parseable"),
+    "malformed": ("2026-01-12", "orders", "expect_rows_to_have_the_header_field_count"),
 }
 
 
@@ -235,7 +235,7 @@ def test_unparseable_drop_needs_a_new_file_to_replay(rt: Runtime) -> None:
         rt.settings.raw_root,
         faults=[Fault.parse("2026-01-02:orders:malformed")],
     )
-    with pytest.raises(BatchQuarantined, match="expect_file_to_be_parseable"):
+    with pytest.raises(BatchQuarantined, match="expect_rows_to_have_the_header_field_count"):
         ingest("orders", "2026-01-02", rt)
     with pytest.raises(InputError, match="land a corrected file first"):
         replay("orders", "2026-01-02", rt)

@@ -1,8 +1,9 @@
 """Quarantine: where a rejected batch waits, whole, with the reason it was rejected.
 
-A quarantined partition holds the batch's rows exactly as they were in bronze, plus
+A quarantined partition holds the batch's rows exactly as they were in bronze (or, for a
+drop that could not be read cleanly, every row that could be read and the raw bytes), plus
 `validation.json` (the machine-readable result) and `summary.txt` (which expectations
-failed, with example values). Moving a batch here removes it from bronze and silver, so
+failed, with unexpected counts and example values). Moving a batch here removes it from bronze and silver, so
 no stage downstream can read it; `kaizen replay` brings it back once it is fixed.
 """
 
@@ -29,6 +30,7 @@ def quarantine(
     result: dict[str, Any],
     summary: str,
     withdraw: tuple[str, ...] = ("bronze", "silver"),
+    attachments: dict[str, bytes] | None = None,
 ) -> str:
     """Commit the batch to quarantine, then withdraw it from the layers downstream read."""
     target = Partition("quarantine", source, ds)
@@ -39,6 +41,7 @@ def quarantine(
         attachments={
             RESULT: (json.dumps(result, indent=2, sort_keys=True, default=str) + "\n").encode(),
             SUMMARY: summary.encode(),
+            **(attachments or {}),
         },
     )
     for layer in withdraw:

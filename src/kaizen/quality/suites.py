@@ -256,7 +256,7 @@ def _checkpoint(definition: dict[str, Any]) -> dict[str, Any]:
         # Data Docs are built by Kaizen's gate (every validation, or only failures: a setting).
         "actions": [],
         # Pass/fail only: half the cost of SUMMARY on large batches. A failed batch is run
-        # again with SUMMARY by Kaizen's gate to collect example values (failures are rare).
+        # again with SUMMARY by Kaizen's gate (quality/gate.py) for counts and examples.
         "result_format": {"result_format": "BOOLEAN_ONLY"},
     }
 

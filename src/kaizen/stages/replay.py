@@ -10,29 +10,16 @@ Replaying is idempotent: a batch already in silver and not in quarantine is left
 
 from __future__ import annotations
 
-import hashlib
-
-import fsspec
-
 from kaizen.errors import InputError
 from kaizen.interval import parse_ds
 from kaizen.lake import Partition, lineage
 from kaizen.logs import get_logger
 from kaizen.runtime import Runtime
-from kaizen.stages.ingest import ingest
+from kaizen.stages.ingest import FILE_CHECKS, ingest, raw_sha256
 from kaizen.stages.result import StageResult, timed
 from kaizen.stages.validate import validate
 
 log = get_logger(__name__)
-
-
-def _raw_checksum(rt: Runtime, source: str, ds: str) -> str | None:
-    url = rt.raw_url(source, ds)
-    try:
-        with fsspec.open(url, "rb", **rt.settings.storage_options(url)) as fh:
-            return hashlib.sha256(fh.read()).hexdigest()
-    except FileNotFoundError:
-        return None
 
 
 def replay(
@@ -56,18 +43,27 @@ def replay(
             raise InputError(
                 f"nothing to replay for {source} {ds}: no quarantined batch and no silver partition"
             )
-        raw_sum = _raw_checksum(rt, spec.name, ds)
-        if raw_sum is not None and raw_sum != manifest.get("source_sha256"):
+        url = rt.raw_url(spec.name, ds)
+        raw_sum = raw_sha256(url, rt.settings.storage_options(url))
+        at_intake = manifest.get("validation", {}).get("suite") == FILE_CHECKS
+        changed = raw_sum is not None and raw_sum != manifest.get("source_sha256")
+        # A batch refused at intake can also be fixed by its declaration (an encoding, an
+        # empty day allowed, a larger cap): then the unchanged raw drop is read again.
+        redeclared = at_intake and manifest.get("intake_hash") != spec.intake_hash()
+        if changed or (redeclared and raw_sum is not None):
             log.info(
-                "replay %s %s: the raw drop changed since it was quarantined; re-ingesting",
+                "replay %s %s: the %s changed since it was quarantined; re-ingesting",
                 source,
                 ds,
+                "raw drop" if changed else "source's declaration",
             )
             ingest(spec.name, ds, rt)
         else:
-            if manifest.get("validation", {}).get("suite") == "file checks":
+            if at_intake:
+                why = manifest.get("reason") or "it could not be read"
                 raise InputError(
-                    f"{source} {ds} could not be parsed and its raw file is unchanged: land a corrected file first"
+                    f"{source} {ds} was refused at intake ({why}) and neither its raw file nor"
+                    " its declaration changed: land a corrected file first (or fix the declaration)"
                 )
             log.info(
                 "replay %s %s: re-validating the quarantined rows under the current suite",

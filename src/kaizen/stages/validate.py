@@ -42,9 +42,13 @@ def row_count_bounds(
     return low, int(median * rule.max_ratio) + rule.slack_rows
 
 
-def expectation_parameters(rt: Runtime, spec: Source, ds: str) -> dict[str, Any]:
+def expectation_parameters(
+    rt: Runtime, spec: Source, ds: str, rows: int | None = None
+) -> dict[str, Any]:
     rules = load_rules(rt.settings.expectations_dir / "rules", spec)
     low, high = row_count_bounds(rt.lake, spec.name, ds, rules.row_count)
+    if rows == 0 and spec.allow_empty:  # the declaration says an empty day is a valid day
+        low = 0
     start, end = day_bounds(ds)
     return {
         "day_start": start.isoformat(),
@@ -107,10 +111,12 @@ def validate(
             suite,
             engine,
             as_batch(rt, bronze, table, engine),
-            expectation_parameters(rt, spec, ds),
+            expectation_parameters(rt, spec, ds, table.num_rows),
             run_name=f"{source}-{ds}",
         )
-        carried = lineage(manifest, drop=("validation", "rows_landed", "duplicates_dropped"))
+        carried = lineage(
+            manifest, drop=("validation", "rows_landed", "duplicates_dropped", "reason")
+        )
         gate_meta = {
             "suite": suite,
             "engine": engine,
@@ -132,7 +138,12 @@ def validate(
                 spec.name,
                 ds,
                 table,
-                meta={**carried, "rows_landed": table.num_rows, "validation": gate_meta},
+                meta={
+                    **carried,
+                    "rows_landed": table.num_rows,
+                    "reason": verdict.headline(),
+                    "validation": gate_meta,
+                },
                 result=verdict.result,
                 summary=verdict.summary(f"{source} {ds}"),
             )
