@@ -153,7 +153,7 @@ def _parse_csv(spec: Source, data: bytes, block_size_mb: int) -> Parsed:
         problems.append(
             Problem(TEXT, f"{count} NUL characters (binary data?), the first at byte {nul}", count)
         )
-    if not utf8.endswith((b"\n", b"\r")):
+    if spec.final_newline and not utf8.endswith((b"\n", b"\r")):
         last = utf8[-60:].rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
         problems.append(
             Problem(

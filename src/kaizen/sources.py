@@ -45,6 +45,10 @@ class Source(BaseModel):
     encoding: str = "utf-8"
     # Is a drop with no rows (a header only) a valid day? When not, it is quarantined.
     allow_empty: bool = False
+    # A CSV drop must end with a line break: a file cut mid-row is indistinguishable from one
+    # whose last value is merely short. A source whose exporter omits it declares false; a
+    # last record missing fields is still refused.
+    final_newline: bool = True
     # A drop larger than this is quarantined unread (ingest holds a drop in memory).
     max_mb: Annotated[float, Field(gt=0)] = 1024
 

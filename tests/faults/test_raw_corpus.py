@@ -178,6 +178,21 @@ CASES = [
         Q,
         r"no line break at the end",
     ),
+    Case(
+        "no_final_newline_declared",
+        "orders",
+        lambda d: same(d, d.csv()[:-1]),
+        "silver",
+        declare={"final_newline": False},
+    ),
+    Case(
+        "cut_mid_row_no_final_newline_declared",
+        "orders",
+        lambda d: (d.csv()[: -len(d.lines[-1]) // 2 - 1], d.n - 1),
+        Q,
+        r"do not have the header's",
+        declare={"final_newline": False},
+    ),
     # -- delimiters
     Case(
         "semicolons",
