@@ -166,3 +166,15 @@ def test_stop_ends_every_process_of_every_component(tmp_path: Path) -> None:
     assert time.monotonic() - started < 3
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
     assert read_state(sup.layout)["components"]["b"]["state"] == "stopped"  # type: ignore[index]
+
+
+def test_a_component_that_ran_stable_s_starts_its_count_over(tmp_path: Path) -> None:
+    policy = RestartPolicy(backoff_s=0.05, max_backoff_s=0.05, max_restarts=1, stable_s=0.3)
+    crashes_late = py("import sys, time; time.sleep(0.5); sys.exit(1)")
+    sup, out = make(tmp_path, [Component("late", crashes_late)], policy=policy)
+    try:
+        tick_until(sup, lambda: sup.children["late"].restarts == 3)
+        assert sup.children["late"].state != "gave-up"  # one restart in a row at most
+    finally:
+        sup.stop()
+    assert out.getvalue().decode().count("restart #1 of at most 1") == 3

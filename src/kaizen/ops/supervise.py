@@ -37,7 +37,7 @@ from kaizen.ops.layout import Layout
 
 TICK_S = 0.25
 SWEEP_S = 2.0  # how often a draining component's leftovers are looked at
-STOP_GRACE_S = 8.0  # SIGTERM to SIGKILL; below `kaizen down`'s own grace, so it ends first
+STOP_GRACE_S = 7.0  # SIGTERM to SIGKILL; below `kaizen down`'s own grace (9 s), so it ends first
 
 
 @dataclass(frozen=True)
