@@ -173,6 +173,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             "KAIZEN_PROJECT": "credit_risk",
             "KAIZEN_FEAST_DATA_DIR": str(home / "{project}" / "feast"),
             "KAIZEN_FEATURE_SERVER_PORT": str(free_port()),
+            "KAIZEN_PREDICTION_API_PORT": str(free_port()),
             "GX_ANALYTICS_ENABLED": "false",
         }
     )
@@ -229,7 +230,7 @@ def test_first_start_prints_the_generated_passwords_once(platform: Platform) -> 
     assert env_file.read_text().startswith("# the developer's own line, which must survive\n")
     again = platform.kaizen("up")
     assert again.returncode == 0, again.stderr
-    assert "already running" in again.stdout
+    assert "is running and restarts crashed components" in again.stdout
     assert platform.airflow_password not in again.stdout + again.stderr
     assert platform.mlflow_password not in again.stdout + again.stderr
 

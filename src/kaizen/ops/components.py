@@ -1,16 +1,16 @@
-"""Every long-lived process of the platform, one line each; the supervisor's Procfile.
+"""Every long-lived process of the platform, one line each; the supervisor's plan.
 
-A component is a command, the non-secret environment only it needs, and how to tell that it
-is healthy: an HTTP URL answering 2xx, optionally with a named field of its JSON reporting
-`healthy` (Airflow's api-server reports the scheduler, dag-processor and triggerer by their
-heartbeats).
+A component is a command, the non-secret environment only it needs, how to tell that it is
+healthy (an HTTP URL answering 2xx, optionally with a named field of its JSON reporting
+`healthy`: Airflow's api-server reports the scheduler, dag-processor and triggerer by their
+heartbeats), and the components that must answer before it starts.
 """
 
 from __future__ import annotations
 
-import shlex
+import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kaizen.config import Settings
@@ -36,15 +36,13 @@ class Component:
     # for the supervisor, so `kaizen up` works on a fresh platform, and said in the detail.
     unready_status: int | None = None
 
-    def procfile_line(self, pid_file: Path) -> str:
-        """`name: echo $$ > pid_file && exec [env K=V ...] argv`. honcho runs it with `sh -c` in
-        a new session; `exec` keeps that pid (the session id of everything the component
-        starts) and leaves no shell in between to swallow signals."""
-        command = shlex.join(self.argv)
-        if self.env:
-            assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
-            command = f"env {assignments} {command}"
-        return f"{self.name}: echo $$ > {shlex.quote(str(pid_file))} && exec {command}"
+    # Started only once each of these components answers its health check (and again after a
+    # crash of this one): the scheduler runs no task before the api-server answers.
+    after: tuple[str, ...] = ()
+    # After a crash its leftover processes finish what they run (the scheduler's LocalExecutor
+    # workers, each running a task) and are stopped once idle; any other component's leftovers
+    # are killed before the restart (a uvicorn worker would keep the port).
+    drains: bool = False
 
 
 def components(settings: Settings) -> list[Component]:
@@ -58,18 +56,22 @@ def components(settings: Settings) -> list[Component]:
     # The scheduler's and triggerer's log servers bind every interface (no host setting):
     # skip them. Task logs are files under AIRFLOW_HOME, which the api-server reads directly.
     stores = [s3_component(settings)] if settings.runs_s3_server else []
+    # The S3 store holds MLflow's artifacts and the lake the servers read: it answers first.
+    s3 = ("s3",) if stores else ()
+    # The scheduler runs tasks and the triggerer resumes them: both talk to the api-server's
+    # execution API, so they start after it answers. The prediction API loads models from MLflow.
     # fmt: off
     return [
         *stores,
         Component("airflow-api", [airflow, "api-server"], health_url=monitor, health_field="metadatabase", port=settings.airflow_port, ui=af),
-        Component("airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"], health_url=monitor, health_field="scheduler"),
+        Component("airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"], health_url=monitor, health_field="scheduler", after=("airflow-api",), drains=True),
         Component("airflow-dag-processor", [airflow, "dag-processor"], health_url=monitor, health_field="dag_processor"),
-        Component("airflow-triggerer", [airflow, "triggerer", "--skip-serve-logs"], health_url=monitor, health_field="triggerer"),
-        Component("mlflow", mlflow_argv(settings), env=mlflow_env(settings), health_url=f"{ml}/health", port=settings.mlflow_port, ui=ml),
+        Component("airflow-triggerer", [airflow, "triggerer", "--skip-serve-logs"], health_url=monitor, health_field="triggerer", after=("airflow-api",)),
+        Component("mlflow", mlflow_argv(settings), env=mlflow_env(settings), health_url=f"{ml}/health", port=settings.mlflow_port, ui=ml, after=s3),
         # Feast's feature server behind Kaizen's bearer token; /health is its one open route.
-        Component("feature-server", [_bin("kaizen"), *_project_option(settings), "feature-server"], health_url=f"{fs}/health", port=settings.feature_server_port, ui=fs),
+        Component("feature-server", [_bin("kaizen"), *_project_option(settings), "feature-server"], health_url=f"{fs}/health", port=settings.feature_server_port, ui=fs, after=s3),
         # The prediction API; /health is 503 until a champion exists: up, not ready (see health).
-        Component("prediction-api", [_bin("kaizen"), "serve"], health_url=f"{pa}/health", port=settings.prediction_api_port, ui=pa, unready_status=503),
+        Component("prediction-api", [_bin("kaizen"), "serve"], health_url=f"{pa}/health", port=settings.prediction_api_port, ui=pa, unready_status=503, after=("mlflow", *s3)),
     ]
     # fmt: on
 
@@ -144,10 +146,17 @@ def mlflow_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def procfile(items: list[Component], layout: Layout) -> str:
-    header = "# Generated by `kaizen up` from kaizen.ops.components; edits are overwritten.\n"
-    lines = (c.procfile_line(layout.component_pid_file(c.name)) for c in items)
-    return header + "".join(line + "\n" for line in lines)
+def write_plan(items: list[Component]) -> str:
+    """The components as the supervisor reads them back (`read_plan`)."""
+    return json.dumps([asdict(c) for c in items], indent=1) + "\n"
+
+
+def read_plan(text: str) -> list[Component]:
+    tuples = ("also_binds", "after")
+    return [
+        Component(**{k: tuple(v) if k in tuples else v for k, v in row.items()})
+        for row in json.loads(text)
+    ]
 
 
 def _bin(name: str) -> str:

@@ -21,13 +21,30 @@ class Health:
     healthy: bool
     detail: str
 
+    restarts: int = 0  # by the supervisor in this run
+    gave_up: bool = False  # the supervisor restarts it no more
+
     @property
     def process(self) -> str:
         return "running" if self.pid else "stopped"
 
 
-def probe(items: list[Component], pids: dict[str, int], timeout_s: float = 2.0) -> list[Health]:
-    """One row per component; each health URL is fetched once however many rows read it."""
+def check(client: Any, item: Component) -> tuple[bool, str]:
+    """One component's health check: (healthy, detail)."""
+    if item.health_url is None:
+        return True, "process running (no health endpoint)"
+    return _judge(item, *_get(client, item.health_url))
+
+
+def probe(
+    items: list[Component],
+    pids: dict[str, int],
+    timeout_s: float = 2.0,
+    supervised: dict[str, Any] | None = None,
+) -> list[Health]:
+    """One row per component; each health URL is fetched once however many rows read it.
+    `supervised` is the supervisor's view of each (`supervisor.json`): why one is not running
+    (restarting, waiting, given up) and how often it was restarted."""
     import httpx
 
     # httpx logs every request at INFO: a status poll would drown the log it writes to.
@@ -37,17 +54,23 @@ def probe(items: list[Component], pids: dict[str, int], timeout_s: float = 2.0) 
     # trust_env=False: a proxy from the environment must never sit between us and loopback.
     with httpx.Client(timeout=timeout_s, trust_env=False) as client:
         for item in items:
+            seen = (supervised or {}).get(item.name) or {}
+            restarts = int(seen.get("restarts") or 0)
+            gave_up = seen.get("state") == "gave-up"
             pid = pids.get(item.name)
             if pid is None:
-                rows.append(Health(item.name, None, False, "process not running"))
+                detail = str(seen.get("note") or "process not running")
+                rows.append(Health(item.name, None, False, detail, restarts, gave_up))
                 continue
             if item.health_url is None:
-                rows.append(Health(item.name, pid, True, "process running (no health endpoint)"))
-                continue
-            if item.health_url not in answers:
-                answers[item.health_url] = _get(client, item.health_url)
-            code, body, error = answers[item.health_url]
-            rows.append(Health(item.name, pid, *_judge(item, code, body, error)))
+                healthy, detail = True, "process running (no health endpoint)"
+            else:
+                if item.health_url not in answers:
+                    answers[item.health_url] = _get(client, item.health_url)
+                healthy, detail = _judge(item, *answers[item.health_url])
+            if restarts:
+                detail += f"; restarted {restarts}x (last: {seen.get('last_exit')})"
+            rows.append(Health(item.name, pid, healthy, detail, restarts))
     return rows
 
 
@@ -104,7 +127,7 @@ def render(rows: list[Health], supervisor_pid: int | None) -> str:
             str(supervisor_pid or "-"),
             "running" if supervisor_pid else "stopped",
             "healthy" if supervisor_pid else "down",
-            "honcho" if supervisor_pid else "not running",
+            "restarts crashed components" if supervisor_pid else "not running",
         )
     )
     for row in rows:
@@ -113,7 +136,13 @@ def render(rows: list[Health], supervisor_pid: int | None) -> str:
                 row.name,
                 str(row.pid or "-"),
                 row.process,
-                "healthy" if row.healthy else "down" if row.pid is None else "unhealthy",
+                "healthy"
+                if row.healthy
+                else "gave-up"
+                if row.gave_up
+                else "down"
+                if row.pid is None
+                else "unhealthy",
                 row.detail,
             )
         )

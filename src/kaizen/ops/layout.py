@@ -1,9 +1,11 @@
 """Where the running platform keeps its files: one directory, `KAIZEN_RUNTIME_DIR` (`.kaizen`).
 
 platform.pid        the supervisor's pid
-Procfile            the processes it runs (generated from `components.components()`)
-platform.env        the environment they share (generated; holds no secret)
-logs/platform.log   every process's output, one prefixed line each
+components.json     the processes it runs (generated from `components.components()`)
+supervisor.json     its view of each: state, pid, restarts, last exit (rewritten on change)
+pids/NAME.pid       each component's current pid (the id of the session it runs in)
+platform.env        the environment they share (generated)
+logs/platform.log   every process's output and the supervisor's restarts, one prefixed line each
 secrets/            0700: the Airflow passwords file, MLflow's auth config and (stack) the
                     S3 store's identities, each 0600
 mlflow/             MLflow's SQLite stores and artifacts (the `local` defaults)
@@ -44,8 +46,12 @@ class Layout:
         return self.pids_dir / f"{name}.pid"
 
     @property
-    def procfile(self) -> Path:
-        return self.root / "Procfile"
+    def plan_file(self) -> Path:
+        return self.root / "components.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "supervisor.json"
 
     @property
     def env_file(self) -> Path:

@@ -1,12 +1,15 @@
-"""Start, stop and inspect the platform: one detached honcho running `components()`.
+"""Start, stop and inspect the platform: one detached `kaizen.ops.supervise` running
+`components()`.
 
 `up` generates the missing admin passwords into `.env`, writes the files the services read,
-migrates Airflow's database, writes the Procfile and starts honcho in its own session (pid in
-`platform.pid`, output in `logs/platform.log`), then waits until every component is healthy
-and both admin logins work. `down` sends honcho SIGTERM (it forwards it to each process
-group) and, if anything is left after the grace period, SIGKILLs every process group of the
-tree. The tree is found by the `KAIZEN_PLATFORM_INSTANCE` variable each process inherits, so
-orphans are found too and two instances never touch each other.
+migrates Airflow's database, writes `components.json` and starts the supervisor in its own
+session (pid in `platform.pid`, output in `logs/platform.log`), then waits until every
+component is healthy and both admin logins work. On a running supervisor `up` only asks it to
+retry what it gave up on and waits for health. `down` sends the supervisor SIGTERM (it stops
+each component's process group) and, if anything is left after the grace period, SIGKILLs
+every process group of the tree. The tree is found by the session ids the supervisor recorded
+and the `KAIZEN_PLATFORM_INSTANCE` variable each process inherits, so orphans are found too
+and two instances never touch each other.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from kaizen.config import Settings
 from kaizen.errors import KaizenError
 from kaizen.logs import get_logger
 from kaizen.ops import secrets as platform_secrets
-from kaizen.ops.components import Component, components, feature_server_project, procfile
+from kaizen.ops.components import Component, components, feature_server_project, write_plan
 from kaizen.ops.health import Health, probe, render
 from kaizen.ops.layout import (
     HOST,
@@ -41,12 +44,14 @@ from kaizen.ops.layout import (
     mlflow_auth_database_uri,
     mlflow_backend_store_uri,
 )
+from kaizen.ops.supervise import read_state
 from kaizen.postgres import ensure_database
 
 log = get_logger(__name__)
 
 Echo = Callable[[str], None]
-STOP_GRACE_S = 11.0  # SIGTERM grace before SIGKILL; `down` stays under 15 s in all
+STOP_GRACE_S = 9.0  # SIGTERM grace before SIGKILL; `down` stays under 15 s in all, even on
+# two busy cores where the api-server alone took 6.5 s to exit and orphans are killed at the end
 # Importing Feast (`up` applies the repo in this process) points these at a temp dir of its own,
 # which it removes when this process exits. Inherited, they would send every later Feast import
 # of the platform (the feature server, the DAG's apply and materialize tasks) to a missing
@@ -59,7 +64,7 @@ class Member:
     """A live process of one platform instance: the supervisor or a component's process."""
 
     proc: psutil.Process
-    component: str  # the Procfile name, or "supervisor" for honcho and its relays
+    component: str  # the component's name, or "supervisor"
 
 
 def _recorded(pid_file: Path) -> int | None:
@@ -94,13 +99,19 @@ def component_pids(layout: Layout) -> dict[str, int]:
 def _sessions(layout: Layout) -> dict[int, str]:
     """Every pid this run recorded, dead or alive, as a session id -> its component.
 
-    honcho runs in its own session and starts each component in a new one, so these are the
-    platform's session ids. Linux does not hand out a pid again while a session still uses it
-    as its id, so a recorded id keeps naming the same session while anything in it lives.
+    The supervisor runs in its own session and starts each component (each restart too) in a
+    new one, so these are the platform's session ids: the pid files, and every session the
+    supervisor lists in its state (those of crashed runs of a component included). Linux does
+    not hand out a pid again while a session still uses it as its id, so a recorded id keeps
+    naming the same session while anything in it lives.
     """
     recorded = {path.stem: path for path in layout.pids_dir.glob("*.pid")}
     recorded["supervisor"] = layout.pid_file
     sessions = {}
+    listed = read_state(layout).get("sessions")
+    for sid, name in (listed if isinstance(listed, dict) else {}).items():
+        with contextlib.suppress(ValueError):
+            sessions[int(sid)] = str(name)
     for name, path in recorded.items():
         with contextlib.suppress(OSError, ValueError):
             sessions[int(path.read_text().strip())] = name
@@ -158,26 +169,42 @@ def health_report(settings: Settings) -> dict[str, Any]:
         "healthy": sup is not None and all(r.healthy for r in rows),
         "supervisor_pid": sup,
         "components": [
-            {"name": r.name, "pid": r.pid, "healthy": r.healthy, "detail": r.detail} for r in rows
+            {
+                "name": r.name,
+                "pid": r.pid,
+                "healthy": r.healthy,
+                "gave_up": r.gave_up,
+                "restarts": r.restarts,
+                "detail": r.detail,
+            }
+            for r in rows
         ],
     }
 
 
 def _probe(settings: Settings, layout: Layout) -> tuple[list[Health], int | None]:
     sup = supervisor_pid(layout)
-    return probe(components(settings), component_pids(layout)), sup
+    return probe(components(settings), component_pids(layout), supervised=_supervised(layout)), sup
+
+
+def _supervised(layout: Layout) -> dict[str, Any]:
+    """The running supervisor's view of each component; nothing when it is not running."""
+    if supervisor_pid(layout) is None:
+        return {}
+    seen = read_state(layout).get("components")
+    return seen if isinstance(seen, dict) else {}
 
 
 def up(settings: Settings, echo: Echo, timeout_s: float = 180.0) -> bool:
     """Start the platform and wait until it is healthy; True when it is (or already was)."""
     started = time.monotonic()
     layout = Layout.from_settings(settings)
-    if supervisor_pid(layout):
-        echo(f"already running (supervisor pid {supervisor_pid(layout)}); `kaizen down` stops it")
-        return status(settings, echo)
+    if sup := supervisor_pid(layout):
+        return _heal(settings, layout, sup, echo, started + timeout_s)
     leftovers = members(layout)
     if leftovers:
-        log.warning("stopping %d orphaned processes of a previous run", len(leftovers))
+        # A supervisor watches only the processes it started: begin again from nothing.
+        echo(f"the supervisor is gone: stopping the {len(leftovers)} processes it left")
         stop(layout)
     items = components(settings)
     _check_ports(settings, items)
@@ -196,7 +223,7 @@ def up(settings: Settings, echo: Echo, timeout_s: float = 180.0) -> bool:
         _apply_feature_repo(settings)
         proc = _spawn(settings, layout, items, env)
         try:
-            _wait_healthy(settings, layout, proc, items, started + timeout_s)
+            _wait_healthy(layout, lambda: proc.poll() is None, items, started + timeout_s)
             _check_logins(settings)
         except BaseException:
             stop(layout)
@@ -229,6 +256,23 @@ def up(settings: Settings, echo: Echo, timeout_s: float = 180.0) -> bool:
             for variable, value in generated.items():
                 echo(f"  {variable}={value}")
     return True
+
+
+def _heal(settings: Settings, layout: Layout, sup: int, echo: Echo, deadline: float) -> bool:
+    """`up` on a running supervisor: it restarts crashed components itself; have it retry any
+    it gave up on (SIGHUP), then wait for every component to be healthy."""
+    gave_up = [n for n, c in _supervised(layout).items() if c.get("state") == "gave-up"]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(sup, signal.SIGHUP)
+    retry = f"; starting again what it gave up on: {', '.join(gave_up)}" if gave_up else ""
+    echo(f"supervisor pid {sup} is running and restarts crashed components{retry}")
+    try:
+        _wait_healthy(layout, lambda: supervisor_pid(layout) == sup, components(settings), deadline)
+    except KaizenError as exc:
+        echo(str(exc))
+        status(settings, echo)
+        return False
+    return status(settings, echo)
 
 
 def down(settings: Settings, echo: Echo, grace_s: float = STOP_GRACE_S) -> float:
@@ -288,8 +332,8 @@ def _signal_groups(found: list[Member], sig: signal.Signals) -> None:
 
 
 def platform_environ(settings: Settings, layout: Layout) -> dict[str, str]:
-    """The non-secret environment every process shares: Airflow's, the venv first on PATH,
-    and the instance marker. Written to `platform.env` for honcho."""
+    """The environment every process shares: Airflow's, the venv first on PATH, and the
+    instance marker. Written to `platform.env` for whoever reads it (0600)."""
     from kaizen.dags.runner import airflow_environ
 
     venv_bin = str(Path(sys.executable).parent)
@@ -392,17 +436,15 @@ def _spawn(
 ) -> subprocess.Popen[bytes]:
     import shlex
 
-    for stale in layout.pids_dir.glob("*.pid"):
-        stale.unlink()
+    for stale in [*layout.pids_dir.glob("*.pid"), layout.state_file]:
+        stale.unlink(missing_ok=True)
     # 0600 both: a database URL in them (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, MLflow's backend
     # store in the `stack` profile) may carry a password.
-    platform_secrets.write_private(layout.procfile, procfile(items, layout))
+    platform_secrets.write_private(layout.plan_file, write_plan(items))
     platform_secrets.write_private(
         layout.env_file, "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
     )
-    honcho = Path(sys.executable).with_name("honcho")
-    argv = [str(honcho), "start", "--no-colour", "-d", str(layout.root)]
-    argv += ["-f", str(layout.procfile), "-e", str(layout.env_file)]
+    argv = [sys.executable, "-m", "kaizen.ops.supervise", str(layout.root)]
     # Per boot and never stored: it only signs MLflow's CSRF tokens and session cookies.
     secret = {"MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32)}
     with open(layout.log_file, "ab") as out:
@@ -428,22 +470,20 @@ def child_environ() -> dict[str, str]:
 
 
 def _wait_healthy(
-    settings: Settings,
-    layout: Layout,
-    proc: subprocess.Popen[bytes],
-    items: list[Component],
-    deadline: float,
+    layout: Layout, alive: Callable[[], bool], items: list[Component], deadline: float
 ) -> None:
+    """Until every component is healthy; fails at once when the supervisor stops or gives
+    one up, else at the deadline."""
     rows: list[Health] = []
     while True:
-        if proc.poll() is not None:
-            raise KaizenError(
-                f"the platform stopped during start-up: {_first_failure(layout)}; "
-                f"see {layout.log_file}"
-            )
-        rows = probe(items, component_pids(layout))
+        if not alive():
+            raise KaizenError(f"the platform's supervisor stopped; see {layout.log_file}")
+        rows = probe(items, component_pids(layout), supervised=_supervised(layout))
         if all(r.healthy for r in rows):
             return
+        if lost := [r for r in rows if r.gave_up]:
+            bad = "; ".join(f"{r.name}: {r.detail}" for r in lost)
+            raise KaizenError(f"the supervisor gave up ({bad}); see {layout.log_file}")
         if time.monotonic() > deadline:
             bad = "; ".join(f"{r.name}: {r.detail}" for r in rows if not r.healthy)
             raise KaizenError(
@@ -451,19 +491,6 @@ def _wait_healthy(
                 "or raise `kaizen up --timeout`"
             )
         time.sleep(0.5)
-
-
-def _first_failure(layout: Layout) -> str:
-    """The first component honcho saw stop in this run's part of the log."""
-    try:
-        text = layout.log_file.read_text(errors="replace")
-    except OSError:
-        return "no log"
-    run = text[text.rfind("--- kaizen up") :]
-    for line in run.splitlines():
-        if "stopped (rc=" in line:
-            return line.split("|", 1)[-1].strip()
-    return "the supervisor exited"
 
 
 def _check_logins(settings: Settings) -> None:
