@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from dotenv import dotenv_values
 from support import REPO
 
 from kaizen.config import Settings
@@ -221,11 +222,16 @@ def _airflow_token(p: Platform, username: str, password: str) -> httpx.Response:
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_first_start_prints_the_generated_passwords_once(platform: Platform) -> None:
+def test_first_start_says_where_the_generated_secrets_live_never_their_values(
+    platform: Platform,
+) -> None:
     print(f"kaizen up: healthy in {platform.up_seconds:.1f}s (incl. Airflow db migrate)")
-    assert platform.airflow_password in platform.up_output
-    assert platform.mlflow_password in platform.up_output
     env_file = platform.home / ".env"
+    assert f"secrets into {env_file}" in platform.up_output
+    assert "KAIZEN_AIRFLOW_ADMIN_PASSWORD" in platform.up_output
+    values = dotenv_values(env_file)
+    secrets = [values[variable] for variable in platform_secrets.PASSWORDS.values()]
+    assert all(secrets) and not any(v in platform.up_output for v in secrets)
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert env_file.read_text().startswith("# the developer's own line, which must survive\n")
     again = platform.kaizen("up")

@@ -251,10 +251,11 @@ def up(settings: Settings, echo: Echo, timeout_s: float = 180.0) -> bool:
         echo("  `make status` checks it, `make down` stops it")
     finally:
         if generated:
-            # Shown once, on the start that created them; never logged.
-            echo(f"generated admin passwords (stored in {env_file}; shown only this once):")
-            for variable, value in generated.items():
-                echo(f"  {variable}={value}")
+            # Where they live, never their values: a terminal's scrollback and CI logs keep
+            # what is printed.
+            echo(f"generated {len(generated)} secrets into {env_file} (mode 600, never printed):")
+            echo(f"  {', '.join(generated)}")
+            echo(f"  read one with: grep ^{next(iter(generated))}= {env_file}")
     return True
 
 
