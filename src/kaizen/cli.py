@@ -416,7 +416,7 @@ def traffic(
     served = ", ".join(f"v{v}: {n}" for v, n in sorted(report.served.items())) or "nobody"
     typer.echo(
         f"{report.ds}: {report.requests} requests, served by {served}, {report.failed} failed, "
-        f"{report.flushed} prediction log rows written"
+        f"{report.unknown} unknown entities (404), {report.flushed} prediction log rows written"
     )
 
 

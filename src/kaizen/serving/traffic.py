@@ -35,6 +35,9 @@ class TrafficReport:
     served: dict[str, int]  # model version -> requests it answered
     failed: int
     flushed: int
+    # Entities the online store knows nothing of (the API's 404): refused, not a failure of
+    # the service (e.g. an entity first seen on the replayed day, not yet materialized).
+    unknown: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class TrafficReport:
             "requests": self.requests,
             "served": self.served,
             "failed": self.failed,
+            "unknown": self.unknown,
             "flushed": self.flushed,
         }
 
@@ -116,7 +120,7 @@ def replay_day(rt: Runtime, ds: str, predictor: Any | None = None) -> TrafficRep
         )
     batch = rt.params.serve.batch_max_rows
     served: dict[str, int] = {}
-    failed = 0
+    failed = unknown_entities = 0
     flushed = 0
     for start in range(0, len(rows), batch):
         chunk = rows.iloc[start : start + batch]
@@ -129,7 +133,7 @@ def replay_day(rt: Runtime, ds: str, predictor: Any | None = None) -> TrafficRep
             try:
                 predictions = predictor.predict(requests, endpoint="traffic")
             except UnknownEntity as exc:  # the API's 404s: the rest of the batch is served
-                failed += len(exc.rows)
+                unknown_entities += len(exc.rows)
                 log.warning("traffic %s: %s", ds, exc)
                 unknown = set(exc.rows)
                 requests = [r for i, r in enumerate(requests) if i not in unknown]
@@ -140,14 +144,16 @@ def replay_day(rt: Runtime, ds: str, predictor: Any | None = None) -> TrafficRep
             failed += len(requests)
             log.error("traffic %s: a batch of %d failed: %s", ds, len(requests), exc)
         flushed += predictor.log.flush()
-    report = TrafficReport(ds, len(rows), served, failed, flushed)
+    report = TrafficReport(ds, len(rows), served, failed, flushed, unknown_entities)
     log.info(
-        "traffic %s (%s): %d requests, served by %s, %d failed, %d log rows written",
+        "traffic %s (%s): %d requests, served by %s, %d failed, %d unknown entities, "
+        "%d log rows written",
         ds,
         rt.project.name,
         report.requests,
         ", ".join(f"v{v}: {n}" for v, n in sorted(served.items())) or "nobody",
         failed,
+        unknown_entities,
         flushed,
     )
     return report
