@@ -85,3 +85,21 @@ def test_a_row_is_final_at_its_final_ts() -> None:
 def test_no_events_no_rows() -> None:
     out = no_event_within({"events": EVENTS.iloc[:0]}, pd.Timestamp("2026-02-01", tz="UTC"), None)
     assert out.empty and list(out.columns) == COLUMNS
+
+
+def test_a_return_is_known_at_its_first_event_a_churn_only_at_the_horizon() -> None:
+    out = labels_at("2026-02-01").set_index("activity_id")
+    # ua came back on 01-05 at 09:00: its 01-01 row is a known 0 from that event on.
+    assert out.loc["ua:2026-01-01", "known_ts"] == pd.Timestamp("2026-01-05T09:00", tz="UTC")
+    assert out.loc["ub:2026-01-01", "known_ts"] == pd.Timestamp("2026-01-08T00:00", tz="UTC")
+    churned = out[out["label"] == 1]
+    assert churned["known_ts"].equals(churned["final_ts"])
+    assert (out["known_ts"] <= out["final_ts"]).all()
+    assert str(out["known_ts"].dtype) == "datetime64[us, UTC]"
+    # The same instant, seen the moment it happens: known then, not a microsecond before.
+    before = labels_at("2026-01-05T09:00:00").set_index("activity_id")
+    assert before.loc["ua:2026-01-01", "label"] == 1  # provisional: the event is not seen yet
+    after = labels_at("2026-01-05T09:00:00.000001").set_index("activity_id")
+    assert after.loc["ua:2026-01-01", "known_ts"] <= pd.Timestamp(
+        "2026-01-05T09:00:00.000001", tz="UTC"
+    )

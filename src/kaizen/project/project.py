@@ -17,6 +17,10 @@ from kaizen.project.hooks import add_paths, resolve
 EVENT_TIMESTAMP = "event_timestamp"  # when a labelled row's prediction is asked (UTC)
 LABEL = "label"  # 1: the declared `label.positive` happened
 FINAL_TS = "final_ts"  # the instant a row's label can no longer change
+# The instant a row's label became known (<= final_ts): a label may settle before its
+# deadline (a bill paid in time is a known negative the day it is paid). Optional in a
+# hook's rows: without it a label is known only at final_ts.
+KNOWN_TS = "known_ts"
 
 
 @dataclass(frozen=True)

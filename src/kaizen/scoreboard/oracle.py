@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from kaizen.labels import EVENT_TIMESTAMP, FINAL_TS
+from kaizen.labels import EVENT_TIMESTAMP, LABEL_TIMES
 from kaizen.logs import get_logger
 from kaizen.model.data import Inputs, model_inputs
 from kaizen.params import Params
@@ -31,7 +31,7 @@ def features_at_issue(rt: Runtime, truth: pd.DataFrame, last_ds: str) -> pd.Data
 
     first = as_of(published_days(rt)[0])
     entity = truth[(truth[EVENT_TIMESTAMP] >= first) & (truth[EVENT_TIMESTAMP] < as_of(last_ds))]
-    entity = entity.drop(columns=[FINAL_TS])
+    entity = entity.drop(columns=LABEL_TIMES)
     store = open_store(rt.settings)
     service = store.get_feature_service(rt.params.training_set.feature_service)
     joined = store.get_historical_features(entity_df=entity, features=service).to_df()

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from kaizen.errors import InputError
 from kaizen.interval import parse_ds
-from kaizen.labels import EVENT_TIMESTAMP, FINAL_TS, LABEL, final_rows
+from kaizen.labels import EVENT_TIMESTAMP, LABEL, LABEL_TIMES, final_rows
 from kaizen.lake import PUBLISHED
 from kaizen.logs import get_logger
 from kaizen.runtime import Runtime
@@ -69,7 +69,7 @@ def build_training_set(
         else first_features
     )
     row_id = rt.project.row_id
-    entity = final_rows(rt, cutoff_ds).drop(columns=[FINAL_TS])
+    entity = final_rows(rt, cutoff_ds).drop(columns=LABEL_TIMES)
     entity = entity[(entity[EVENT_TIMESTAMP] >= start) & (entity[EVENT_TIMESTAMP] < cutoff)]
     if entity.empty:
         raise InputError(f"no row from {start:%Y-%m-%d} has a final label by {cutoff_ds}")
