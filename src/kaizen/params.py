@@ -63,6 +63,10 @@ class TrainParams(_Section):
     holdout_days: Annotated[int, Field(ge=1, le=365)]  # the latest days, never trained on
     monotone_increasing: list[str]  # inputs the score may only rise with (also gated)
     threads: Annotated[int, Field(ge=1, le=256)] = 1  # OpenMP threads of the fit
+    # final: train on rows whose label is final by the cut-off; censored: also on the rows
+    # still unresolved then, through a delay-bucket hazard model (kaizen.model.hazard).
+    labels: Literal["final", "censored"] = "final"
+    delay_buckets: Annotated[int, Field(ge=2, le=50)] = 8  # the hazard's delay buckets (censored)
 
 
 class EvaluateParams(_Section):
