@@ -14,13 +14,7 @@ import pytest
 from kaizen.labels import CENSORED, LABEL, NEGATIVE, POSITIVE, STATE, states_as_of
 from kaizen.model import serialization
 from kaizen.model.data import Inputs, model_inputs
-from kaizen.model.hazard import (
-    BUCKET,
-    fit_censored,
-    fit_hazard,
-    pending_positive,
-    person_periods,
-)
+from kaizen.model.hazard import BUCKET, fit_censored, person_periods
 from kaizen.model.pipeline import build, calibration_split
 from kaizen.params import TrainParams, load_params
 from kaizen.stages.training_set import training_rows
@@ -98,15 +92,12 @@ def test_resolved_only_rows_are_biased_low_and_the_censored_fit_recovers_the_rat
     assert w["censored"].censored == int((w["states"][STATE] == CENSORED).sum())
 
 
-def test_a_censored_rows_chance_of_positive_grows_with_the_time_it_stayed_unresolved() -> None:
-    """Here P(1 | unresolved after e) = p / (p + (1 - p)(1 - e / H)): the hazard's answer
-    follows it, row by row."""
+def test_a_censored_rows_chance_of_positive_grows_with_the_time_it_stayed_unknown() -> None:
+    """Here P(1 | not known after e) = p / (p + (1 - p)(1 - e / H)): the fit's soft labels
+    follow it, row by row."""
     w = world()
     censored = w["states"][w["states"][STATE] == CENSORED].reset_index(drop=True)
-    fit = w["censored"]
-    edges = np.asarray(fit.edges)
-    hazard = fit_hazard(w["states"], INPUTS, edges, params())
-    got = pending_positive(hazard, censored, INPUTS, edges)
+    got = w["censored"].pending
     p = 1 / (1 + np.exp(-(-1.8 + censored["x"] + 0.7 * (censored["group"] == "c"))))
     left = 1 - censored["elapsed_days"] / HORIZON
     expected = p / (p + (1 - p) * left)
@@ -123,19 +114,11 @@ def test_with_nothing_censored_the_fit_is_the_plain_one() -> None:
     np.testing.assert_allclose(censored[:, 1], plain, atol=1e-9)
 
 
-def test_person_periods_watch_a_row_to_its_resolution_or_its_last_full_bucket() -> None:
-    states = pd.DataFrame(
-        {
-            STATE: [NEGATIVE, POSITIVE, CENSORED, CENSORED],
-            "elapsed_days": [50.0, 50.0, 25.0, 5.0],
-            "resolved_days": [12.0, 40.0, np.nan, np.nan],
-            LABEL: [0, 1, 0, 0],
-        }
-    )
-    periods = person_periods(states, np.array([10.0, 20.0, 30.0]))  # buckets 0..3
+def test_person_periods_wait_in_each_bucket_until_the_label_is_known() -> None:
+    periods = person_periods(np.array([12.0, 40.0, 3.0]), np.array([0.0, 10, 20, 30, 40]))
     by_row = periods.groupby("row")
-    assert by_row[BUCKET].apply(list).to_dict() == {0: [0, 1], 1: [0, 1, 2, 3], 2: [0, 1]}
-    assert by_row["outcome"].apply(list).to_dict() == {0: [0, 1], 1: [0, 0, 0, 2], 2: [0, 0]}
+    assert by_row[BUCKET].apply(list).to_dict() == {0: [0, 1], 1: [0, 1, 2, 3], 2: [0]}
+    assert by_row["known"].apply(list).to_dict() == {0: [0, 1], 1: [0, 0, 0, 1], 2: [1]}
 
 
 def test_the_model_is_the_plain_pipeline_saved_with_audited_types_only(tmp_path: Path) -> None:
