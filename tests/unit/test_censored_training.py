@@ -15,6 +15,7 @@ from kaizen.labels import CENSORED, LABEL, NEGATIVE, POSITIVE, STATE, states_as_
 from kaizen.model import serialization
 from kaizen.model.data import Inputs, model_inputs
 from kaizen.model.hazard import BUCKET, fit_censored, person_periods
+from kaizen.model.onnx_export import OnnxModel, export, parity
 from kaizen.model.pipeline import build, calibration_split
 from kaizen.params import TrainParams, load_params
 from kaizen.stages.training_set import training_rows
@@ -130,6 +131,8 @@ def test_the_model_is_the_plain_pipeline_saved_with_audited_types_only(tmp_path:
         serialization.load(tmp_path).predict_proba(recent[INPUTS.all]),
         model.predict_proba(recent[INPUTS.all]),
     )
+    onnx = OnnxModel(export(model, INPUTS), INPUTS)  # and converts to ONNX as a final fit does
+    assert parity(model, onnx, recent) < 1e-4
 
 
 def test_the_label_state_is_never_a_model_input() -> None:
