@@ -4,6 +4,8 @@ The latest `train.holdout_days` of event dates are held out (never trained on; `
 scores them, reading the split from the model's train.json); the rest, in time order, fits the preprocessing, the trees and the time-ordered calibration. The
 fitted model is saved with skops (audited trusted types), and an MLflow run is opened with
 the params and the training set's identity; `evaluate` and `register` add to that run.
+With `train.labels: censored` the rows not known yet are fitted too, each with a soft label
+(kaizen.model.hazard); the model is the same Pipeline.
 """
 
 from __future__ import annotations
