@@ -137,8 +137,7 @@ def take_run_lease(context: Any, project_dir: str | None) -> bool:
         return count > 0
 
     holding = _run_lease(context, project_dir).take(run_id, running)
-    if holding.holder == run_id:
-        print(f"{dag_id}: run {run_id} holds the run lease")
+    if holding.holder == run_id:  # the usual case, kept off the console: the lease's log has it
         return True
     print(
         f"{dag_id}: run {holding.holder} holds the run lease (since {holding.since}); one run "
@@ -150,7 +149,5 @@ def take_run_lease(context: Any, project_dir: str | None) -> bool:
 def give_back_run_lease(context: Any, project_dir: str | None) -> None:
     """The teardown of a run: it runs whether the run's work succeeded or failed."""
     dag_id, run_id = context["dag"].dag_id, context["run_id"]
-    if _run_lease(context, project_dir).give_back(run_id):
-        print(f"{dag_id}: run {run_id} gave back the run lease")
-    else:
+    if not _run_lease(context, project_dir).give_back(run_id):
         print(f"{dag_id}: run {run_id} did not hold the run lease; nothing to give back")
