@@ -35,13 +35,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
 from kaizen.errors import InputError
 from kaizen.labels import CENSORED, ELAPSED_DAYS, RESOLVED_DAYS, STATE
 from kaizen.model.data import LABEL, LABEL_STATE, Inputs
-from kaizen.model.pipeline import build, calibration_split, preparation
+from kaizen.model.pipeline import boosted_trees, build, calibration_split, preparation
 from kaizen.params import TrainParams
 
 BUCKET = "kaizen_delay_bucket"  # the delay model's own inputs: which bucket a period is ...
@@ -91,15 +90,7 @@ def delay_model(inputs: Inputs, p: TrainParams) -> Pipeline:
     """P(known in this bucket | not before, inputs, label): the Pipeline's preparation and
     trees, unweighted (the hazards must be probabilities) and uncalibrated."""
     numeric = [*inputs.numeric, BUCKET, CLASS]
-    trees = HistGradientBoostingClassifier(
-        learning_rate=p.learning_rate,
-        max_iter=p.max_iter,
-        max_leaf_nodes=p.max_leaf_nodes,
-        min_samples_leaf=p.min_samples_leaf,
-        l2_regularization=p.l2_regularization,
-        early_stopping=False,
-        random_state=p.random_state,
-    )
+    trees = boosted_trees(p)
     prepare = preparation(Inputs(numeric=numeric, categorical=inputs.categorical))
     return Pipeline([("prepare", prepare), ("hazard", trees)])
 

@@ -67,6 +67,20 @@ def preparation(inputs: Inputs) -> ColumnTransformer:
     ).set_output(transform="pandas")  # the trees see names, so constraints can name inputs
 
 
+def boosted_trees(p: TrainParams, **extra: object) -> HistGradientBoostingClassifier:
+    """The trees with the params' shape; `extra`: the estimator's other arguments."""
+    return HistGradientBoostingClassifier(
+        learning_rate=p.learning_rate,
+        max_iter=p.max_iter,
+        max_leaf_nodes=p.max_leaf_nodes,
+        min_samples_leaf=p.min_samples_leaf,
+        l2_regularization=p.l2_regularization,
+        early_stopping=False,  # deterministic: the same data and params give the same model
+        random_state=p.random_state,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
 def build(
     inputs: Inputs,
     p: TrainParams,
@@ -77,17 +91,11 @@ def build(
     promotion gate checks); the trees are constrained to respect it. `cv`: the calibration
     folds (`calibration_split`), by default `calibration_folds` equal time-ordered folds."""
     prepare = preparation(inputs)
-    trees = HistGradientBoostingClassifier(
-        learning_rate=p.learning_rate,
-        max_iter=p.max_iter,
-        max_leaf_nodes=p.max_leaf_nodes,
-        min_samples_leaf=p.min_samples_leaf,
-        l2_regularization=p.l2_regularization,
+    trees = boosted_trees(
+        p,
         class_weight=p.class_weight,
         monotonic_cst={name: 1 for name in monotone_increasing or [] if name in inputs.numeric}
         or None,
-        early_stopping=False,  # deterministic: the same data and params give the same model
-        random_state=p.random_state,
     )
     # Rows arrive in issue order, so each calibration fold is fitted on the past only.
     model = CalibratedClassifierCV(
