@@ -36,6 +36,7 @@ from kaizen.dags.tasks import (
     retrain_asset_name,
     run_stage,
     runtime,
+    train_trigger,
     triggering_events,
 )
 
@@ -228,7 +229,8 @@ def training(dag_file: str) -> DAG:
             from kaizen.stages.repro import repro as stage
 
             run = f"{context['dag'].dag_id}/{context['run_id']}"
-            return run_stage(stage, runtime(folder), airflow_run=run)
+            trigger = train_trigger(context, retrain.name)
+            return run_stage(stage, runtime(folder), airflow_run=run, trigger=trigger)
 
         new_labels() >> repro()
 

@@ -95,22 +95,45 @@ def _auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def non_inferior(y: np.ndarray, new: np.ndarray, old: np.ndarray | None, p: PromoteParams) -> Check:
+    """The CI's lower bound of ROC AUC(new) - ROC AUC(old) >= -margin, Brier within its margin."""
+    return compare(y, new, old, p, "non_inferiority")
+
+
+def require_improvement(
+    y: np.ndarray, new: np.ndarray, old: np.ndarray | None, p: PromoteParams
+) -> Check:
+    """The CI's lower bound of ROC AUC(new) - ROC AUC(old) > 0 (a one-sided test at
+    (1 - confidence) / 2), Brier within its margin: successive promotions cannot each lose a
+    little, as non-inferiority lets them."""
+    return compare(y, new, old, p, "improvement")
+
+
+def compare(
+    y: np.ndarray, new: np.ndarray, old: np.ndarray | None, p: PromoteParams, test: str
+) -> Check:
+    """`test` is "non_inferiority" or "improvement" (see `PromoteParams.comparison`)."""
+    if test not in ("non_inferiority", "improvement"):
+        raise ValueError(f"unknown comparison {test!r}")
     if old is None:
-        return Check("non_inferiority", True, "no champion yet: nothing to compare with")
+        return Check(test, True, "no champion yet: nothing to compare with", {"test": test})
     ci = paired_bootstrap(y, new, old, p)
     brier_delta = float(brier_score_loss(y, new) - brier_score_loss(y, old))
     problems = []
-    if not (ci["low"] >= -p.non_inferiority.roc_auc_margin):
+    margin = p.non_inferiority.roc_auc_margin
+    if test == "improvement" and not ci["low"] > 0:
         problems.append(
-            f"ROC AUC delta {ci['delta']:+.4f}, CI low {ci['low']:+.4f} < -{p.non_inferiority.roc_auc_margin}"
+            f"ROC AUC delta {ci['delta']:+.4f}, CI low {ci['low']:+.4f} <= 0 (no improvement shown)"
         )
+    if test == "non_inferiority" and not (ci["low"] >= -margin):
+        problems.append(f"ROC AUC delta {ci['delta']:+.4f}, CI low {ci['low']:+.4f} < -{margin}")
     if brier_delta > p.non_inferiority.brier_margin:
         problems.append(f"Brier worse by {brier_delta:.4f} > {p.non_inferiority.brier_margin}")
     detail = "; ".join(problems) or (
         f"ROC AUC delta {ci['delta']:+.4f} "
         f"[{ci['low']:+.4f}, {ci['high']:+.4f}], Brier delta {brier_delta:+.4f}"
     )
-    return Check("non_inferiority", not problems, detail, {**ci, "brier_delta": brier_delta})
+    values = {**ci, "brier_delta": brier_delta, "test": test}
+    return Check(test, not problems, detail, values)
 
 
 @dataclass(frozen=True)
