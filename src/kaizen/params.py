@@ -130,6 +130,15 @@ class BudgetParams(_Section):
     model_size_mb: Annotated[float, Field(gt=0)]
 
 
+class SequentialParams(_Section):
+    """The production gate's looks at its live evidence and the alpha they spend."""
+
+    spending: Literal["obrien_fleming", "pocock"]  # Lan-DeMets spending function
+    alpha: Annotated[float, Field(gt=0, lt=0.5)]  # one-sided, over every look together
+    looks: Annotated[int, Field(ge=1, le=20)]
+    horizon_positives: Annotated[int, Field(ge=1)]  # positive live labels at the last look
+
+
 class ProductionParams(_Section):
     mode: Literal["shadow", "canary"]
     canary_share: Annotated[float, Field(ge=0, le=0.5)]
@@ -139,6 +148,7 @@ class ProductionParams(_Section):
     min_positives: Annotated[int, Field(ge=1)]
     roc_auc_margin: Annotated[float, Field(ge=0, le=0.5)]
     max_error_rate: Rate
+    sequential: SequentialParams
     replace_baking_challenger: bool  # False: a new candidate waits until the challenger is judged
 
     @model_validator(mode="after")

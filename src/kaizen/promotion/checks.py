@@ -78,6 +78,7 @@ def paired_bootstrap(
         "delta": float(roc_auc_score(y, new) - roc_auc_score(y, old)),
         "low": float(low),
         "high": float(high),
+        "se": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
         "samples": len(diffs),
     }
 
