@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from support import REPO
 
 from kaizen.params import load_params
-from kaizen.promotion.checks import _auc_rows, paired_bootstrap
+from kaizen.promotion.checks import _auc_weighted, _sorted_groups, paired_bootstrap
 
 
 def _one_at_a_time(y: np.ndarray, new: np.ndarray, old: np.ndarray, p) -> dict[str, float]:
@@ -33,13 +33,16 @@ def _scores(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, new, old
 
 
-def test_row_aucs_are_roc_auc_score_with_ties() -> None:
+def test_weighted_aucs_are_roc_auc_score_with_ties() -> None:
     rng = np.random.default_rng(3)
-    labels = (rng.random((20, 300)) < 0.1).astype(int)
-    labels[:, 0], labels[:, 1] = 0, 1  # both classes in every row
-    scores = np.round(rng.random((20, 300)), 1)  # heavy ties
-    expected = [roc_auc_score(labels[i], scores[i]) for i in range(20)]
-    assert _auc_rows(labels, scores) == pytest.approx(expected, abs=1e-12)
+    y = (rng.random(300) < 0.1).astype(int)
+    y[0], y[1] = 0, 1
+    scores = np.round(rng.random(300), 1)  # heavy ties
+    counts = rng.integers(0, 3, (20, 300)).astype(float)  # a resample's multiplicities
+    counts[:, :2] = 1  # both classes in every row
+    expected = [roc_auc_score(y, scores, sample_weight=counts[i]) for i in range(20)]
+    got = _auc_weighted(y, counts, _sorted_groups(scores))
+    assert got == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize("rows, samples", [(400, 250), (37, 230)])
