@@ -13,6 +13,7 @@ from support import REPO
 from kaizen.model.versions import Version
 from kaizen.params import PromoteParams, load_params
 from kaizen.promotion.production import error_rates, judge, paired_evidence
+from kaizen.promotion.sequential import thresholds
 
 INPUTS = ["late_ratio_180d", "tenure_days"]
 
@@ -206,8 +207,8 @@ def test_an_inconclusive_look_waits_for_the_next_and_the_last_look_decides(
     """Two equally good models: no look crosses; the early ones wait, the last one demotes."""
     seq = p.production.sequential
     evidence = _pair(4000, 0.0, seed=2)
-    marks = [30 * k for k in range(1, seq.looks + 1)]  # the project's: 120 over 4 looks
-    assert [seq.horizon_positives * k // seq.looks for k in range(1, seq.looks + 1)] == marks
+    marks = thresholds(seq.horizon_positives, seq.looks, p.production.min_positives)
+    assert len(marks) == seq.looks > 1 and marks[-1] == seq.horizon_positives
     first = evidence[evidence["label"].cumsum() <= marks[0] + 5]  # look 1, not yet look 2
     verdict, found = judge(first, _errors(), p, baked=True, expired=False)
     quality = next(c for c in found if c.name == "live_quality")
@@ -226,7 +227,9 @@ def test_a_later_day_at_the_same_look_is_the_same_test(p: PromoteParams) -> None
     """More labels that do not reach the next look change nothing: no extra look is taken."""
     evidence = _pair(4000, 0.0, seed=3)
     cum = evidence["label"].cumsum()
-    monday, friday = evidence[cum <= 31], evidence[cum <= 59]
+    seq = p.production.sequential
+    marks = thresholds(seq.horizon_positives, seq.looks, p.production.min_positives)
+    monday, friday = evidence[cum <= marks[0] + 1], evidence[cum <= marks[1] - 1]
     a = next(c for c in judge(monday, _errors(), p, True, False)[1] if c.name == "live_quality")
     b = next(c for c in judge(friday, _errors(), p, True, False)[1] if c.name == "live_quality")
     assert a.values == b.values
