@@ -12,7 +12,7 @@ PROJECT ?= credit_risk
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install lock demo data repro up down status feature-server serve test test-fast faults lint format bench all services browser clean loadtest kaizen-eval
+.PHONY: help install lock demo data repro up down status feature-server serve test test-fast faults lint format bench all services browser clean loadtest kaizen-eval gate-calibration
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ format: install ## apply ruff's fixes and formatting
 
 kaizen-eval: install ## the KaizenML loop on a simulated half year with a shock, scored against an oracle (< 30 min)
 	$(BIN)/kaizen -p $(PROJECT) scoreboard
+
+gate-calibration: install ## plant null, worse and better challengers; how often do the gates promote each? (reports/, dated)
+	$(BIN)/python -m kaizen.promotion.calibration --params projects/$(PROJECT)/params.yaml --out reports
 
 bench: install ## every benchmark as a ratio to a raw baseline measured in the same run
 	$(BIN)/python -m bench $(if $(BENCH),--rows $(BENCH))

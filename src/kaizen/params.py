@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from kaizen.errors import ConfigError
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+# Why a model version was trained (recorded on it as `kaizen.trigger`): the monitor's retrain
+# request (a drift or business-signal breach), the weekly schedule, enough new labels, or a
+# person (`dvc repro` / `make repro` by hand).
+Trigger = Literal["retrain_request", "schedule", "new_labels", "manual"]
+TRIGGERS: tuple[str, ...] = Trigger.__args__  # type: ignore[attr-defined]
 
 
 class _Section(BaseModel):
@@ -130,6 +135,15 @@ class BudgetParams(_Section):
     model_size_mb: Annotated[float, Field(gt=0)]
 
 
+class SequentialParams(_Section):
+    """The production gate's looks at its live evidence and the alpha they spend."""
+
+    spending: Literal["obrien_fleming", "pocock"]  # Lan-DeMets spending function
+    alpha: Annotated[float, Field(gt=0, lt=0.5)]  # one-sided, over every look together
+    looks: Annotated[int, Field(ge=1, le=20)]
+    horizon_positives: Annotated[int, Field(ge=1)]  # positive live labels at the last look
+
+
 class ProductionParams(_Section):
     mode: Literal["shadow", "canary"]
     canary_share: Annotated[float, Field(ge=0, le=0.5)]
@@ -139,6 +153,7 @@ class ProductionParams(_Section):
     min_positives: Annotated[int, Field(ge=1)]
     roc_auc_margin: Annotated[float, Field(ge=0, le=0.5)]
     max_error_rate: Rate
+    sequential: SequentialParams
     replace_baking_challenger: bool  # False: a new candidate waits until the challenger is judged
 
     @model_validator(mode="after")
@@ -175,12 +190,21 @@ class PromoteParams(_Section):
     budget: BudgetParams
     production: ProductionParams
     load_test: LoadTestParams | None  # required; null only in records older than the gate
+    # Candidates trained for these reasons must beat the champion (the CI's lower bound of
+    # the ROC AUC difference > 0); the others need only be non-inferior (>= -margin).
+    require_improvement: list[Trigger]
 
     @classmethod
     def from_record(cls, params: dict) -> PromoteParams:
         """The params a decision was recorded with; records from before the load gate have
-        no `load_test`, and replay as they were judged: without one."""
-        return cls.model_validate({"load_test": None, **params})
+        no `load_test`, and replay as they were judged: without one (and records from before
+        `require_improvement` were all judged on non-inferiority)."""
+        return cls.model_validate({"load_test": None, "require_improvement": [], **params})
+
+    def comparison(self, trigger: str | None) -> str:
+        """The staging test for a candidate trained for `trigger`: "improvement" or
+        "non_inferiority" (an unrecorded trigger, from before triggers were, is the latter)."""
+        return "improvement" if trigger in self.require_improvement else "non_inferiority"
 
 
 class ServeParams(_Section):

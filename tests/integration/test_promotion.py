@@ -20,7 +20,7 @@ from test_training import small_params
 from kaizen.errors import InputError
 from kaizen.featurestore.store import apply
 from kaizen.model.versions import by_alias, load
-from kaizen.promotion import ledger
+from kaizen.promotion import ledger, load_gate
 from kaizen.promotion.production import production
 from kaizen.promotion.production import replay as replay_production
 from kaizen.promotion.rollback import rollback
@@ -48,8 +48,15 @@ def _gate_params(rt: Runtime) -> Runtime:
             ),
             # Latency is the gate's business, not this test's: CI machines are shared.
             "budget": p.promote.budget.model_copy(update={"cpu_p99_ms": 2000}),
+            # One look, at the old evidence count: this world's live labels are few.
             "production": p.promote.production.model_copy(
-                update={"min_labelled": 100, "min_positives": 5}
+                update={
+                    "min_labelled": 100,
+                    "min_positives": 5,
+                    "sequential": p.promote.production.sequential.model_copy(
+                        update={"looks": 1, "horizon_positives": 5}
+                    ),
+                }
             ),
             # This world has no online store to serve from; tests/test_load_gate.py runs it.
             "load_test": p.promote.load_test.model_copy(update={"enabled": False}),
@@ -125,14 +132,31 @@ def _log_traffic(rt: Runtime, live: pd.DataFrame, served: str, shadow: str, fail
     write_rows(rt.lake, rows)
 
 
-def test_the_gates_promote_demote_and_roll_back_through_the_ledger(world: dict) -> None:
+def test_the_gates_promote_demote_and_roll_back_through_the_ledger(
+    world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rt, (v1, v2, v3), live = world["rt"], world["versions"], world["live"]
     champion, challenger = rt.params.promote.champion_alias, rt.params.promote.challenger_alias
 
-    # v1: no champion yet, so it is compared with nothing and becomes the first champion.
+    # v1: no champion yet, so it is compared with nothing; it becomes the first champion
+    # only on the floors, the load test and the error rate of the load test's predictions
+    # (this world has no online store: tests/integration/test_load_gate.py runs a real one).
     first = staging(rt, candidate=v1, now=T0)
     assert first.verdict == "promote", first.reasons
-    assert production(rt, now=T0).verdict == "promote"
+    skipped = production(rt, now=T0)  # the load test is off here: no predictions to judge
+    assert skipped.verdict == "demote" and any("error_rate" in r for r in skipped.reasons)
+    assert by_alias(rt, champion) is None and by_alias(rt, challenger) is None
+    again = T0 + dt.timedelta(hours=1)  # decisions are immutable records: a new instant
+    assert staging(rt, candidate=v1, now=again).verdict == "promote"
+    figures = {
+        "requests": 300, "failures": 0, "p50_ms": 9.0, "p99_ms": 40.0, "rps": 30.0,
+        "users": 4, "duration_s": 10, "cores": "1+1", "first_failure": None,
+    }  # fmt: skip
+    monkeypatch.setattr(load_gate, "run", lambda rt, version: {**figures, "p99_budget_ms": 1e3})
+    crowned = production(rt, now=again)
+    monkeypatch.undo()
+    assert crowned.verdict == "promote", crowned.reasons
+    assert [c["name"] for c in crowned.record["checks"]] == ["floors", "load_test", "error_rate"]
     assert by_alias(rt, champion) == v1 and by_alias(rt, challenger) is None
 
     # v2 (the same model) passes staging against v1 and bakes in shadow.
@@ -172,7 +196,7 @@ def test_the_gates_promote_demote_and_roll_back_through_the_ledger(world: dict) 
     # Every recorded decision replays to the same verdict from its record alone.
     for decision in (first, second):
         assert replay_staging(rt, decision.id)["same"]
-    for decision in (judged, demoted):
+    for decision in (skipped, crowned, judged, demoted):
         again = replay_production(rt, decision.id)
         assert again["same"] and again["replayed"] == decision.verdict
 
@@ -181,6 +205,8 @@ def test_the_gates_promote_demote_and_roll_back_through_the_ledger(world: dict) 
     assert by_alias(rt, champion) == v1 and event["replaced_version"] == v2
     moves = [(e["version"], e["from_alias"], e["to_alias"]) for e in ledger.events(rt)]
     assert moves == [
+        (v1, "candidate", challenger),
+        (v1, challenger, None),
         (v1, "candidate", challenger),
         (v1, challenger, champion),
         (v2, "candidate", challenger),

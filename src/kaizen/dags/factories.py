@@ -38,6 +38,7 @@ from kaizen.dags.tasks import (
     run_stage,
     runtime,
     take_run_lease,
+    train_trigger,
     triggering_events,
 )
 
@@ -269,7 +270,8 @@ def training(dag_file: str) -> DAG:
             from kaizen.stages.repro import repro as stage
 
             run = f"{context['dag'].dag_id}/{context['run_id']}"
-            return run_stage(stage, runtime(folder), airflow_run=run)
+            trigger = train_trigger(context, retrain.name)
+            return run_stage(stage, runtime(folder), airflow_run=run, trigger=trigger)
 
         new_labels() >> repro()
 

@@ -74,6 +74,16 @@ def run_stage(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, An
         raise AirflowFailException(str(exc)) from None
 
 
+def train_trigger(context: Any, retrain_asset: str) -> str:
+    """Why this run of the train DAG trains (a `kaizen.params.Trigger`, recorded on the
+    version): the monitor's retrain request, the weekly schedule, new labels, or a person."""
+    run = context["dag_run"]
+    run_type = str(getattr(run.run_type, "value", run.run_type))
+    if run_type == "asset_triggered":
+        return "retrain_request" if triggering_events(context, retrain_asset) else "new_labels"
+    return "schedule" if run_type == "scheduled" else "manual"
+
+
 def triggering_events(context: Any, asset_name: str) -> list[Any]:
     """The asset events of `asset_name` that triggered this run (none for other runs)."""
     events = context.get("triggering_asset_events") or {}

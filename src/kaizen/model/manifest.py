@@ -17,6 +17,10 @@ from typing import Any
 from kaizen.runtime import Runtime
 
 PREFIX = "kaizen."
+# Why the version was trained (a `Trigger`), set by whoever starts the training: the train DAG
+# (a monitor's retrain request, the weekly schedule, new labels) or the scoreboard's loop.
+# Unset: someone ran it by hand. The staging gate picks its comparison by it.
+TRIGGER_ENV = "KAIZEN_TRAIN_TRIGGER"
 
 
 def git_commit(home: Path) -> str:
@@ -95,7 +99,20 @@ def build(
         },
         "holdout_window": metrics.get("window", ""),
         "airflow_run": os.environ.get("KAIZEN_AIRFLOW_RUN", ""),
+        "trigger": trigger(),
     }
+
+
+def trigger() -> str:
+    """This training's trigger (`TRIGGER_ENV`); a value outside `TRIGGERS` is refused, so a
+    typo cannot turn a drift-triggered candidate into one judged as scheduled."""
+    from kaizen.errors import ConfigError
+    from kaizen.params import TRIGGERS
+
+    value = os.environ.get(TRIGGER_ENV, "") or "manual"
+    if value not in TRIGGERS:
+        raise ConfigError(f"{TRIGGER_ENV}={value!r}: expected one of {', '.join(TRIGGERS)}")
+    return value
 
 
 def as_tags(manifest: dict[str, Any]) -> dict[str, str]:

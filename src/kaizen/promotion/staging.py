@@ -93,9 +93,11 @@ def evaluate_checks(
     p: PromoteParams,
     rules: checks.Rules,
     measured: dict[str, Any],
+    test: str = "non_inferiority",
 ) -> list[checks.Check]:
     """Every check from the evidence; `measured` holds what depends on the machine or the lake
-    at decision time (latency, size, the data check), recorded and reused by a replay."""
+    at decision time (latency, size, the data check), recorded and reused by a replay. `test`
+    is the comparison with the champion (`PromoteParams.comparison` of the trigger)."""
     y = holdout[LABEL].to_numpy()
     broken = int((~np.isfinite(np.asarray(new, dtype=float))).sum())
     if broken:  # a NaN score would crash every metric: reject on that alone, with the count
@@ -110,12 +112,19 @@ def evaluate_checks(
         ]
     return [
         checks.floors(metrics.score(y, new), p),
-        checks.non_inferior(y, new, old, p),
+        checks.compare(y, new, old, p, test),
         checks.slices(holdout, new, old, p, rules.slices),
         checks.behaviour(score_new, holdout, p, rules),
         checks.budget(_timing(measured), measured["size_bytes"], p),
         checks.data_validated(measured["training_days"]),
     ]
+
+
+def trigger_of(version: Version) -> str | None:
+    """Why the version was trained (`kaizen.trigger`); None for versions from before it was
+    recorded."""
+    value = manifest(version).get("trigger")
+    return str(value) if value else None
 
 
 def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None = None) -> Decision:
@@ -153,7 +162,9 @@ def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None =
         "training_days": training_days(rt, new_version),
     }
     rules = project_rules(rt)
-    results = evaluate_checks(holdout, new, old, new_version.score, p, rules, measured)
+    trigger = trigger_of(new_version)
+    test = p.comparison(trigger)
+    results = evaluate_checks(holdout, new, old, new_version.score, p, rules, measured, test)
     verdict = "promote" if all(c.passed for c in results) else "reject"
     decision_id = f"staging-v{number}-{now:%Y%m%dT%H%M%S}"
     record = {
@@ -164,6 +175,8 @@ def staging(rt: Runtime, candidate: str | None = None, now: dt.datetime | None =
         "candidate": number,
         "champion": old_version.number if old_version else None,
         "params": p.model_dump(),
+        # Which test compared it with the champion, and why that one (its trigger).
+        "comparison": {"test": test, "trigger": trigger},
         "rules": rules.to_record(),
         "holdout": {
             "rows": len(holdout),
@@ -225,7 +238,10 @@ def replay(rt: Runtime, decision_id: str) -> dict[str, Any]:
     old = old_version.score(holdout) if old_version else None
     # Records from before the project declaration have no rules: today's are the project's.
     rules = checks.Rules.from_record(record["rules"]) if "rules" in record else project_rules(rt)
-    results = evaluate_checks(holdout, new, old, new_version.score, p, rules, record["measured"])
+    test = (record.get("comparison") or {}).get("test", "non_inferiority")
+    results = evaluate_checks(
+        holdout, new, old, new_version.score, p, rules, record["measured"], test
+    )
     verdict = "promote" if all(c.passed for c in results) else "reject"
     recorded = {c["name"]: c["passed"] for c in record["checks"]}
     again = {c.name: c.passed for c in results}

@@ -18,9 +18,11 @@ day records what happened and how long each part took.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -153,6 +155,24 @@ def _train_reason(rt: Runtime, ds: str, emitted: bool, requested: bool) -> str |
     return None
 
 
+_TRIGGERS = {"retrain request": "retrain_request", "weekly": "schedule", "new labels": "new_labels"}
+
+
+@contextlib.contextmanager
+def _trigger_env(trigger: str) -> Iterator[None]:
+    from kaizen.model.manifest import TRIGGER_ENV
+
+    before = os.environ.get(TRIGGER_ENV)
+    os.environ[TRIGGER_ENV] = trigger
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TRIGGER_ENV, None)
+        else:
+            os.environ[TRIGGER_ENV] = before
+
+
 def _train(rt: Runtime, work: Path, reason: str) -> dict[str, Any]:
     """`dvc repro`'s stages in order: training_set -> train -> evaluate -> register."""
     from kaizen.errors import KaizenError
@@ -163,11 +183,13 @@ def _train(rt: Runtime, work: Path, reason: str) -> dict[str, Any]:
 
     out = work / "training"
     tset, model, evals = out / "training_set.parquet", out / "model", out / "eval"
+    trigger = _TRIGGERS[reason]  # recorded on the version, as the train DAG records it
     try:
         info = training_set(tset, rt).details
         train(tset, model, rt)
         evaluate(tset, model, evals, rt)
-        registered = register(tset, model, evals, out / "registered.json", rt).details
+        with _trigger_env(trigger):
+            registered = register(tset, model, evals, out / "registered.json", rt).details
     except KaizenError as exc:  # too few labels yet, say: the DAG run fails, the loop goes on
         log.warning("scoreboard: training (%s) did not register: %s", reason, exc)
         return {"reason": reason, "error": str(exc)}

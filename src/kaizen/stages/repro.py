@@ -29,7 +29,9 @@ PIPELINE = "dvc.yaml"
 REGISTERED = Path("data/registered.json")  # register's output, inside the project's folder
 
 
-def repro(rt: Runtime | None = None, airflow_run: str = "") -> StageResult:
+def repro(rt: Runtime | None = None, airflow_run: str = "", trigger: str = "") -> StageResult:
+    """`dvc repro` of the project's pipeline; `trigger` (why it trains) is recorded on the
+    version it registers."""
     rt = rt or Runtime()
     folder = rt.settings.require_project()
     pipeline = folder / PIPELINE
@@ -44,6 +46,10 @@ def repro(rt: Runtime | None = None, airflow_run: str = "") -> StageResult:
     }
     if airflow_run:
         env["KAIZEN_AIRFLOW_RUN"] = airflow_run
+    if trigger:
+        from kaizen.model.manifest import TRIGGER_ENV
+
+        env[TRIGGER_ENV] = trigger
     result = StageResult("repro", str(pipeline))
     with timed(result, log, rt):
         from kaizen.dvcremote import configure
