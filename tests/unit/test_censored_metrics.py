@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
@@ -126,3 +129,52 @@ def test_it_refuses_in_one_line_when_a_class_cannot_be_estimated() -> None:
     young = States(states.resolved & False, states.label, states.elapsed, states.delay * np.nan)
     with pytest.raises(InputError, match="no complete cohort"):
         ipcw_brier(s, young, params())
+
+
+def training_set(path: Path, states: States, s: np.ndarray) -> Path:
+    """A training set with label states, as training_set writes them, and one input."""
+    at = pd.Timestamp("2026-06-01", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(len(s)),
+            "event_timestamp": at - pd.to_timedelta(states.elapsed, unit="D"),
+            "x": np.log(s / (1 - s)),
+            "label": np.where(states.resolved, states.label, 0),
+            "state": np.where(
+                states.resolved, np.where(states.label == 1, "positive", "negative"), "censored"
+            ),
+            "elapsed_days": states.elapsed,
+            "resolved_days": states.delay,
+        }
+    )
+    frame.to_parquet(path / "training_set.parquet")
+    return path / "training_set.parquet"
+
+
+def test_evaluate_reports_them_when_the_set_has_label_states(tmp_path: Path, caplog) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from kaizen.stages.evaluate import censored_scores
+
+    states, s, y = world(6)
+    path = training_set(tmp_path, states, s)
+    info = {"holdout_days": 40, "row_id": "row", "inputs": {"numeric": ["x"], "categorical": []}}
+    model = LogisticRegression().fit(pd.read_parquet(path)[["x"]], y)  # a ranking like s
+    found = censored_scores(path, model, info, params())
+    held = pd.read_parquet(path).sort_values("event_timestamp")
+    held = held[
+        held["event_timestamp"].dt.floor("D")
+        >= held["event_timestamp"].max().floor("D") - pd.Timedelta(days=39)
+    ]
+    held = held[held["elapsed_days"] >= 7]["row"].to_numpy()
+    assert found["estimable"] and found["rows"] == len(held)
+    truth = roc_auc_score(y[held], s[held])
+    assert found["roc_auc"]["low"] <= truth <= found["roc_auc"]["high"]
+    # Too young a holdout: the one-line reason, not an error.
+    young = censored_scores(path, model, {**info, "holdout_days": 2}, params())
+    assert young == {"estimable": False, "reason": "no rows to estimate on (the target is empty)"}
+    # A set without label states: nothing, and the log says why.
+    pd.read_parquet(path).drop(columns=["state"]).to_parquet(path)
+    with caplog.at_level("INFO"):
+        assert censored_scores(path, model, info, params()) is None
+    assert "has no ['state'] columns" in caplog.text

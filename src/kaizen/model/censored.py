@@ -8,7 +8,7 @@ known: each row is resolved (its label known, and final) or censored, and we kno
 it has been watched (`elapsed`) and, once resolved, how long that took (`delay`).
 
 Why not the resolved rows alone. Censoring depends on the label: a class that can settle
-early (a bill paid in time) fills the young resolved rows, the other (known only at a
+early (settled before its deadline) fills the young resolved rows, the other (known only at a
 deadline) is missing from them. Metrics of the resolved rows, or of provisional labels, are
 biased, most on the newest rows, exactly where a shift shows first.
 
@@ -23,9 +23,9 @@ Why not plain inverse weighting. Weighting resolved rows by 1 / G_k(age) needs G
 label known only at a horizon has G = 0 before it, so rows younger than that carry no
 positive of that label and IPCW cannot see them (positivity fails). Weighting only the
 early label and taking the other as the complement is unbiased in theory but, measured on
-the credit simulator after a shock (10% late, rows 7..28 days old), its estimated positive
-mass is a small difference of large weighted counts: ROC AUC off by +0.10..+0.38 on
-average, intervals [0.8, 2.6]. Restricting to rows older than the horizon would leave no
+the worked example's simulator after a shock (positive rate 5% -> 10%, rows 7..28 days
+old), its estimated positive mass is a small difference of large weighted counts: ROC AUC
+off by +0.10..+0.38 on average, intervals [0.8, 2.6]. Restricting to rows older than the horizon would leave no
 recent row at all. So the censored rows' label is modelled instead (the delayed-feedback
 likelihood of Chapelle 2014, with the delay curves given):
 
@@ -49,9 +49,12 @@ stratum): within a bucket, how long a label of each kind takes to be known is wh
 in the complete cohorts (stable over time), even if the label rate moves. (2) The final
 label's log-odds are linear in the score's logit on the target rows (Platt's form): the
 rate and the sharpness may shift, the shape not. Measured on the simulator (10 seeds, a
-shock doubling the late rate, rows 7..28 days after it): ROC AUC error +0.001 (sd 0.010),
+shock doubling the positive rate, rows 7..28 days after it): ROC AUC error +0.001 (sd 0.010),
 the true value inside the 95% interval for 10 of 10 with delay strata; conditioned on the
-score alone, +0.03 and 9 of 10 (the shock moves which rows share a score).
+score alone, +0.03 and 9 of 10 (the shock moves which rows share a score). The Brier score
+rests on the LEVEL of the positive rate and (2) is where it shows: it runs high after that
+shock (estimated positives ~1.4x the true count; 5 of 10 intervals cover), so read it
+as an upper bound there until the recalibration is richer than two parameters.
 
 It refuses (InputError, one line) rather than guess when: there is no target row; no row is
 older than every censored row (no complete cohort to learn a curve from); a label has fewer
