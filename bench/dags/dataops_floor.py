@@ -63,9 +63,22 @@ def dataops_floor() -> None:
     def materialize() -> dict:
         return {}
 
-    sources = per_source.expand(source=declared_sources())
+    # The run lease's two tasks (kaizen.dags.factories.one_run_at_a_time), with no lease.
+    @task.sensor(poke_interval=300, timeout=60, mode="reschedule")
+    def take_run_lease() -> bool:
+        return True
+
+    @task
+    def give_back_run_lease() -> None:
+        return None
+
+    taken = take_run_lease()
+    names = declared_sources()
+    sources = per_source.expand(source=names)
     published = sources >> featurize() >> validate_features()
-    [published, apply()] >> materialize()
+    applied = apply()
+    taken >> [names, applied]
+    [published, applied] >> materialize() >> give_back_run_lease().as_teardown(setups=taken)
 
 
 dataops_floor()

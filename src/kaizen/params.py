@@ -63,6 +63,11 @@ class TrainParams(_Section):
     holdout_days: Annotated[int, Field(ge=1, le=365)]  # the latest days, never trained on
     monotone_increasing: list[str]  # inputs the score may only rise with (also gated)
     threads: Annotated[int, Field(ge=1, le=256)] = 1  # OpenMP threads of the fit
+    # final: train on rows whose label is final by the cut-off; censored: also on the rows
+    # still unresolved then, with a soft label from how long each waited (kaizen.model.hazard).
+    labels: Literal["final", "censored"] = "final"
+    delay_buckets: Annotated[int, Field(ge=2, le=100)] = 11  # censored: the delay buckets
+    censored_rounds: Annotated[int, Field(ge=1, le=20)] = 5  # censored: EM rounds (one fit each)
 
 
 class CensoredParams(_Section):

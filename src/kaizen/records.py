@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,7 +68,7 @@ class RecordStore:
 
     def _create(self, path: str, body: bytes, kind: str, record_id: str) -> None:
         if self.local:
-            tmp = f"{path}.{os.getpid()}.tmp"
+            tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"  # threads write too
             with open(tmp, "wb") as fh:
                 fh.write(body)
                 fh.flush()
@@ -110,6 +111,25 @@ class RecordStore:
             if _ID.match(name) and self.fs.exists(f"{entry.rstrip('/')}/{RECORD}"):
                 found.append(name)
         return sorted(found)
+
+    def latest(self, kind: str) -> tuple[str, dict[str, Any]] | None:
+        """The complete record with the highest id of a kind, and its body (None: no record).
+        Checks only from the top down, so a long log costs one listing, not a read per record."""
+        base = f"{self._root}/{kind}"
+        self._dir(kind, "0")  # validates the kind
+        try:
+            entries = self.fs.ls(base, detail=False, refresh=True)
+        except FileNotFoundError:
+            return None
+        names = sorted((e.rstrip("/").rsplit("/", 1)[-1] for e in entries), reverse=True)
+        for name in names:
+            if not _ID.match(name):
+                continue
+            try:
+                return name, json.loads(self.fs.cat_file(f"{base}/{name}/{RECORD}"))
+            except FileNotFoundError:  # a record still being written, or abandoned
+                continue
+        return None
 
     def append(self, kind: str, payload: Mapping[str, Any]) -> str:
         """Add to an append-only log: the next zero-padded sequence id, retried on a clash."""

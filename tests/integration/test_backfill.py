@@ -41,14 +41,17 @@ TODAY = dt.datetime.now(dt.UTC).date()
 DATES = [(TODAY - dt.timedelta(days=DAYS - i)).isoformat() for i in range(DAYS)]
 DEMO_DATES = DATES[:2]
 
-# Scheduled like dataops_daily; its one task records the day `interval_ds` gives it and the
-# run it ran in, so the test sees what each run processed.
+# Scheduled like dataops_daily and wrapped in the same run lease; its one task records the day
+# `interval_ds` gives it, the run it ran in and when it worked, so the test sees what each run
+# processed and that no two runs worked at once.
 TINY_DAG = textwrap.dedent("""
+    import json
+    import time
     from pathlib import Path
 
     from airflow.sdk import dag, get_current_context, task
 
-    from kaizen.dags.factories import DAILY_RUNS, daily_interval
+    from kaizen.dags.factories import DAILY_RUNS, daily_interval, one_run_at_a_time
     from kaizen.dags.tasks import interval_ds
 
     MARKS = Path(__file__).resolve().parents[3] / "marks"
@@ -61,14 +64,16 @@ TINY_DAG = textwrap.dedent("""
         def record():
             context = get_current_context()
             day = interval_ds(context)
+            began = time.time()
+            time.sleep(WORK_SECONDS)  # long enough for two runs to overlap without the lease
             MARKS.mkdir(exist_ok=True)
-            (MARKS / f"{day}__{context['run_id']}").touch()
+            (MARKS / f"{day}__{context['run_id']}").write_text(json.dumps([began, time.time()]))
 
         record()
 
 
-    daily()
-""")
+    one_run_at_a_time(daily(), poke_seconds=3)
+""").replace("WORK_SECONDS", "2")
 
 DEMO = textwrap.dedent("""
     import json, sys
@@ -132,6 +137,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
     env.update(
         {
             "KAIZEN_DAG_START_DATE": DATES[0],
+            "KAIZEN_LAKE_ROOT": str(root / "lake"),  # where the run lease's log lives
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
             "AIRFLOW__CORE__PARALLELISM": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -226,6 +232,17 @@ def _marks(airflow: Airflow) -> list[tuple[str, str]]:
     return sorted(tuple(p.name.split("__", 1)) for p in airflow.marks.glob("*__*"))  # type: ignore[misc]
 
 
+def _ended(airflow: Airflow, run_id: str) -> str | None:
+    state = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+    return state if state in ("success", "failed") else None
+
+
+def _lease_log(airflow: Airflow) -> list[dict]:
+    """The run lease's records for the DAG, oldest first (kaizen.run_lease)."""
+    folder = airflow.root / "lake" / "records" / f"run-lease.{DAG_ID}"
+    return [json.loads((d / "record.json").read_text()) for d in sorted(folder.iterdir())]
+
+
 def _dry_run(airflow: Airflow, reprocess: str) -> list[str]:
     body = {
         "dag_id": DAG_ID,
@@ -274,17 +291,31 @@ def test_a_rest_backfill_after_the_demo_plans_and_runs_every_day_once_one_at_a_t
 
     for mark in airflow.marks.glob("*"):
         mark.unlink()
+    # A backfill of all days but the last, and beside it a manual run of the last day,
+    # triggered as the README says (logical date = interval start, a one-day interval):
+    # Airflow counts the two apart (one active run each); the run lease makes them take turns.
     body = {
         "dag_id": DAG_ID,
         "from_date": _midnight(DATES[0]),
-        "to_date": _midnight(DATES[-1]),
+        "to_date": _midnight(DATES[-2]),
         "reprocess_behavior": "completed",
         "max_active_runs": 1,
     }
+    # The demo's runs (dag.test, in process) took the run lease and gave it back too.
+    before = _lease_log(airflow)
+    assert [r["holder"] is None for r in before] == [False, True] * len(DEMO_DATES), before
     created = airflow.api("POST", "/backfills", json=body)
     assert created.status_code == 200, created.text
     backfill = created.json()
     assert backfill["max_active_runs"] == 1
+    manual = {
+        "dag_run_id": "manual_last_day",
+        "logical_date": _midnight(DATES[-1]),
+        "data_interval_start": _midnight(DATES[-1]),
+        "data_interval_end": _midnight(TODAY.isoformat()),
+    }
+    triggered = airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", json=manual)
+    assert triggered.status_code == 200, triggered.text
     # Queued runs of a paused DAG never start, a backfill's included: unpause it.
     unpaused = airflow.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     assert unpaused.status_code == 200, unpaused.text
@@ -295,6 +326,7 @@ def test_a_rest_backfill_after_the_demo_plans_and_runs_every_day_once_one_at_a_t
         return r.status_code == 200 and r.json()["completed_at"] is not None
 
     _wait("the backfill to complete", completed, timeout=240)
+    _wait("the manual run", lambda: _ended(airflow, "manual_last_day"), timeout=120)
     backfill_seconds = time.monotonic() - started
 
     runs = _runs(airflow)
@@ -302,15 +334,26 @@ def test_a_rest_backfill_after_the_demo_plans_and_runs_every_day_once_one_at_a_t
     days = sorted(_day(r["logical_date"]) for r in runs)
     assert days == DATES, days  # one run per day: no day skipped, none twice
     assert all(r["state"] == "success" for r in runs), [(r["dag_run_id"], r["state"]) for r in runs]
-    assert all(r["run_type"] == "backfill" for r in runs), [r["run_type"] for r in runs]
-    # Every day processed exactly once by the backfill, by the run keyed by that very day.
+    types = {r["dag_run_id"]: r["run_type"] for r in runs}
+    assert types.pop("manual_last_day") == "manual"
+    assert set(types.values()) == {"backfill"}, types
+    # Every day processed exactly once, by the run keyed by that very day.
     marks = _marks(airflow)
     assert [m[0] for m in marks] == DATES, marks
     assert all(_day(by_id[run_id]["logical_date"]) == day for day, run_id in marks), marks
-    # One run at a time: each run started after the one before it ended.
-    spans = sorted((r["start_date"], r["end_date"]) for r in runs)
+    # The backfill's runs one after the other ...
+    spans = sorted((by_id[r]["start_date"], by_id[r]["end_date"]) for r in types)
     for (_, ended), (began, _) in itertools.pairwise(spans):
         assert began >= ended, spans
+    # ... and no two runs at work at once, the manual one included: the run lease.
+    work = sorted(json.loads(p.read_text()) for p in airflow.marks.glob("*__*"))
+    for (_, done), (began, _) in itertools.pairwise(work):
+        assert began >= done, work
+    # The lease's log: taken and given back in turn, once per run.
+    log = _lease_log(airflow)[len(before) :]
+    holders = [r["holder"] for r in log]
+    assert None not in holders[0::2] and set(holders[1::2]) == {None}, log
+    assert sorted(holders[0::2]) == sorted(by_id), log
 
     # A manual trigger keyed by a day, without its interval, gets from Airflow the interval
     # ENDING at that day: it fails before its task does anything (no mark), instead of
@@ -322,14 +365,11 @@ def test_a_rest_backfill_after_the_demo_plans_and_runs_every_day_once_one_at_a_t
     triggered = airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", json=trigger)
     assert triggered.status_code == 200, triggered.text
 
-    def ended() -> str | None:
-        state = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/manual_without_interval").json()[
-            "state"
-        ]
-        return state if state in ("success", "failed") else None
-
-    assert _wait("the manual run", ended) == "failed"
+    assert _wait("the manual run", lambda: _ended(airflow, "manual_without_interval")) == "failed"
     assert _marks(airflow) == marks
+    # It held the lease while it failed, and its teardown gave it back.
+    last = _lease_log(airflow)[-2:]
+    assert [r["holder"] for r in last] == ["manual_without_interval", None], last
     print(
         f"demo-like runs of {len(DEMO_DATES)} days: {airflow.demo_seconds:.1f}s; "
         f"dry runs + backfill of {DAYS} days through the REST API: {backfill_seconds:.1f}s"

@@ -59,6 +59,9 @@ PARSE = textwrap.dedent("""
     dags = {d.dag_id: {"tags": sorted(d.tags), "catchup": d.catchup, "tasks": sorted(d.task_ids),
                        "retries": min(t.retries for t in d.tasks), "timetable": type(d.timetable).__name__,
                        "max_active_runs": d.max_active_runs,
+                       "roots": sorted(t.task_id for t in d.roots),
+                       "setups": sorted(t.task_id for t in d.tasks if t.is_setup),
+                       "teardowns": sorted(t.task_id for t in d.tasks if t.is_teardown),
                        "assets": assets(d),
                        "outlets": {t.task_id: sorted(o.name for o in t.outlets) for t in d.tasks if t.outlets}}
             for d in bag.dags.values()}
@@ -191,13 +194,33 @@ def test_bench_row_8s_floor_dag_keeps_dataops_dailys_shape(airflow_env: dict[str
     assert floor == real and len(real) >= 8
 
 
+LEASE = {"take_run_lease", "give_back_run_lease"}
+
+
+@pytest.mark.airflow
+def test_every_one_run_at_a_time_dag_holds_the_run_lease_from_first_task_to_teardown(
+    parsed: dict,
+) -> None:
+    """max_active_runs=1 is counted apart for a backfill's runs: the lease holds across them."""
+    for dag_id, dag in parsed["dags"].items():
+        if dag["max_active_runs"] != 1 or not dag_id.startswith("credit_risk."):
+            continue
+        assert dag["roots"] == ["take_run_lease"], dag_id
+        assert dag["setups"] == ["take_run_lease"], dag_id
+        assert dag["teardowns"] == ["give_back_run_lease"], dag_id
+    wrapped = {d for d, v in parsed["dags"].items() if set(v["tasks"]) >= LEASE}
+    assert {
+        f"credit_risk.{n}" for n in ("dataops_daily", "monitor", "training", "promote")
+    } <= wrapped
+
+
 @pytest.mark.airflow
 def test_monitor_is_daily_and_its_retrain_request_schedules_training(parsed: dict) -> None:
     dag = parsed["dags"]["credit_risk.monitor"]
     assert dag["timetable"] == "CronDataIntervalTimetable" and dag["catchup"] is True
     assert dag["max_active_runs"] == 1
     assert dag["retries"] >= 2 and "monitoring" in dag["tags"]
-    assert set(dag["tasks"]) == {"monitor", "retrain_requested", "request_retrain"}
+    assert set(dag["tasks"]) == {"monitor", "retrain_requested", "request_retrain", *LEASE}
     # Only the task behind the short circuit emits the request; training follows it.
     assert dag["outlets"] == {"request_retrain": ["credit_risk.retrain_request"]}
     assert parsed["dags"]["credit_risk.training"]["assets"] == [

@@ -454,3 +454,43 @@ def test_new_labels_count_from_the_versions_cutoff_not_its_windowed_rows(
     assert stage.new_labels_since_last_model(rt) == (50, "7")
     monkeypatch.setattr(registry, "latest_version", lambda _rt: None)
     assert stage.new_labels_since_last_model(rt) == (12_000, "-")
+
+
+def test_with_censored_labels_the_set_holds_unresolved_rows_and_train_fits_them(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    from kaizen.model import serialization
+
+    p = rt.params
+    rt.__dict__["params"] = p.model_copy(
+        update={"train": p.train.model_copy(update={"labels": "censored", "censored_rounds": 2})}
+    )
+    ts = tmp_path / "censored" / "ts.parquet"
+    training_set(ts, rt)
+    frame, info = pd.read_parquet(ts), json.loads(ts.with_suffix(".json").read_text())
+    assert info["labels"] == "censored" and info["censored"] > 0
+    assert set(frame["state"]) == {"positive", "negative", "censored"}
+    assert not {"state", "elapsed_days", "resolved_days"} & set(info["features"])
+    train(ts, tmp_path / "model", rt)
+    fitted = json.loads((tmp_path / "model" / "train.json").read_text())
+    assert fitted["labels"] == "censored" and fitted["censored"] > 0
+    assert not {"state", "elapsed_days", "resolved_days"} & {
+        *fitted["inputs"]["numeric"],
+        *fitted["inputs"]["categorical"],
+    }
+    model = serialization.load(tmp_path / "model")  # the audited sklearn types only
+    inputs = [*fitted["inputs"]["numeric"], *fitted["inputs"]["categorical"]]
+    scores = model.predict_proba(frame[inputs].tail(20))[:, 1]
+    assert ((scores > 0) & (scores < 1)).all()
+    # A final fit never trains on a set built with censored rows.
+    rt.__dict__["params"] = p
+    with pytest.raises(InputError, match=r"built with train\.labels: censored"):
+        train(ts, tmp_path / "model-final", rt)
+
+
+def test_a_final_set_is_todays_set_with_the_label_states(trained: dict[str, Path]) -> None:
+    frame = pd.read_parquet(trained["ts"])
+    info = json.loads(trained["ts"].with_suffix(".json").read_text())
+    assert info["labels"] == "final" and info["censored"] == 0
+    assert set(frame["state"]) == {"positive", "negative"}
+    assert (frame["elapsed_days"] >= frame["resolved_days"]).all()

@@ -228,3 +228,59 @@ def test_label_is_learnable_and_the_shock_changes_it() -> None:
     old_auc = roc_auc_score(recent.late, before.predict_proba(recent[FEATURES])[:, 1])
     new_auc = roc_auc_score(recent.late, after.predict_proba(recent[FEATURES])[:, 1])
     assert new_auc > old_auc + 0.01
+
+
+def _drops(p: object, days: int) -> tuple[dict[str, list[pd.DataFrame]], World]:
+    world, frames = World(p), {"customers": [], "orders": [], "payments": []}  # type: ignore[arg-type]
+    for _ in range(days):
+        for source, frame in world.step().items():
+            frames[source].append(frame)
+    return frames, world
+
+
+def test_a_concept_only_shock_leaves_every_input_row_as_without_it() -> None:
+    """P(late | inputs) moves, the inputs do not: customers and orders are the bytes of a world
+    without the shock, while the late rate follows late_rate_after (and, with it, payments)."""
+    days, shock = 40, dt.date(2026, 1, 11)
+    calm, _ = _drops(small_world(days=days, customers=600, shock_date=None), days)
+    concept, world = _drops(
+        small_world(days=days, customers=600, shock_date=shock, shock_kind="concept"), days
+    )
+    mixed, _ = _drops(
+        small_world(days=days, customers=600, shock_date=shock, shock_kind="mixed"), days
+    )
+    for source in ("customers", "orders"):
+        for a, b in zip(calm[source], concept[source], strict=True):
+            pd.testing.assert_frame_equal(a, b)
+    assert any(
+        not a.equals(b) for a, b in zip(calm["orders"], mixed["orders"], strict=True)
+    )  # the mixed shock moves the spend mix
+    assert any(not a.equals(b) for a, b in zip(calm["payments"], concept["payments"], strict=True))
+    truth = world.truth()
+    orders = pd.concat(concept["orders"], ignore_index=True)
+    issued = pd.to_datetime(orders.set_index("order_id").order_ts)
+    after = truth.invoice_id.map(issued) >= pd.Timestamp(shock, tz="UTC")
+    # The intercept is solved per day for the target rate: the truth's mean is that rate.
+    assert truth.p_late[after].mean() == pytest.approx(0.10, abs=0.005)
+    assert truth.p_late[~after].mean() == pytest.approx(0.05, abs=0.005)
+
+
+def test_the_truth_ranks_the_drawn_labels_and_is_in_no_drop(tmp_path: Path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    p = small_world(days=90, customers=800, shock_date=dt.date(2026, 2, 15))
+    frames, world = _drops(p, 90)
+    truth = world.truth().set_index("invoice_id").p_late
+    assert truth.index.is_unique and truth.between(0, 1).all()
+    payments = pd.concat(frames["payments"], ignore_index=True).drop_duplicates(
+        "invoice_id", keep="last"
+    )
+    paid = payments[payments.paid_ts != ""]
+    days_late = (
+        pd.to_datetime(paid.paid_ts).dt.tz_localize(None) - pd.to_datetime(paid.due_date)
+    ).dt.days
+    late = (days_late >= 30).to_numpy()
+    assert late.any() and not late.all()
+    assert roc_auc_score(late, truth.loc[paid.invoice_id].to_numpy()) > 0.75
+    for source in frames.values():
+        assert all("p_late" not in f.columns for f in source)

@@ -32,10 +32,12 @@ from kaizen.dags.tasks import (
     DEFAULT_ARGS,
     START_DATE,
     features_asset_name,
+    give_back_run_lease,
     interval_ds,
     retrain_asset_name,
     run_stage,
     runtime,
+    take_run_lease,
     triggering_events,
 )
 
@@ -66,9 +68,48 @@ def daily_interval(cron: str) -> CronDataIntervalTimetable:
 
 
 # Caught up from START_DATE, one run at a time. Airflow counts max_active_runs over scheduled
-# and manual runs only: a backfill has its own `max_active_runs`, which must be 1 as well (the
-# UI's default; the REST API's default is 10).
+# and manual runs only: a backfill has its own `max_active_runs` (1 is the UI's default, the
+# REST API's is 10), and runs of two sources side by side; `one_run_at_a_time` closes that.
 DAILY_RUNS: dict[str, Any] = {"start_date": START_DATE, "catchup": True, "max_active_runs": 1}
+
+# A run waiting for the run lease looks again this often, holding no worker slot meanwhile,
+# and gives up (the run fails, saying so) after LEASE_WAIT.
+LEASE_POKE_SECONDS = 30.0
+LEASE_WAIT = dt.timedelta(hours=12)
+
+
+def one_run_at_a_time(
+    built: DAG, project_dir: str | None = None, poke_seconds: float = LEASE_POKE_SECONDS
+) -> DAG:
+    """Every run of `built` holds its DAG's run lease (`kaizen.run_lease`) from its first task
+    to its last, whoever started it (scheduler, trigger, backfill): a run that finds another
+    one holding it waits in `take_run_lease`. `give_back_run_lease` is the run's teardown: it
+    runs when the work failed too, and clearing a task re-takes the lease with it."""
+    roots, leaves = list(built.roots), list(built.leaves)
+    with built:
+        # Taking is idempotent, so a failed try costs nothing to retry; and one can fail with
+        # no fault of its own: a scheduler slower than the poke interval to hear that a try
+        # rescheduled itself takes the next try, already running, for one killed externally.
+        @task.sensor(
+            task_id="take_run_lease",
+            poke_interval=poke_seconds,
+            mode="reschedule",
+            timeout=int(LEASE_WAIT.total_seconds()),
+            retries=5,
+            retry_delay=dt.timedelta(seconds=poke_seconds),
+            retry_exponential_backoff=False,
+        )
+        def take() -> bool:
+            return take_run_lease(get_current_context(), project_dir)
+
+        @task(task_id="give_back_run_lease")
+        def give_back() -> None:
+            give_back_run_lease(get_current_context(), project_dir)
+
+        taken = take()
+        taken >> roots
+        leaves >> give_back().as_teardown(setups=taken)
+    return built
 
 
 def dataops_daily(dag_file: str) -> DAG:
@@ -168,7 +209,7 @@ def dataops_daily(dag_file: str) -> DAG:
         published = sources >> featurize() >> validate_features()
         [published, apply()] >> materialize()
 
-    return build()
+    return one_run_at_a_time(build(), folder)
 
 
 def training(dag_file: str) -> DAG:
@@ -232,7 +273,7 @@ def training(dag_file: str) -> DAG:
 
         new_labels() >> repro()
 
-    return build()
+    return one_run_at_a_time(build(), folder)
 
 
 def promote(dag_file: str) -> DAG:
@@ -287,7 +328,7 @@ def promote(dag_file: str) -> DAG:
 
         has_candidate() >> promote_staging() >> promote_production()
 
-    return build()
+    return one_run_at_a_time(build(), folder)
 
 
 def monitor(dag_file: str) -> DAG:
@@ -342,7 +383,7 @@ def monitor(dag_file: str) -> DAG:
         result = monitor()
         retrain_requested(result) >> request_retrain(result)
 
-    return build()
+    return one_run_at_a_time(build(), folder)
 
 
 def replay_batch(dag_file: str) -> DAG:

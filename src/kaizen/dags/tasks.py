@@ -114,3 +114,40 @@ def interval_ds(context: Any) -> str:
             "data_interval_end = the next day"
         )
     return start.in_timezone("UTC").date().isoformat()
+
+
+def _run_lease(context: Any, project_dir: str | None) -> Any:
+    from kaizen.config import get_settings
+    from kaizen.records import RecordStore
+    from kaizen.run_lease import RunLease
+
+    settings = runtime(project_dir).settings if project_dir else get_settings()
+    return RunLease(RecordStore.from_settings(settings), context["dag"].dag_id)
+
+
+def take_run_lease(context: Any, project_dir: str | None) -> bool:
+    """The first task of a run: True once this run holds its DAG's run lease (`kaizen.run_lease`);
+    False while another run of the DAG that still runs holds it (the sensor waits)."""
+    dag_id, run_id = context["dag"].dag_id, context["run_id"]
+
+    def running(other: str) -> bool:
+        count = context["ti"].get_dr_count(
+            dag_id=dag_id, run_ids=[other], states=["queued", "running"]
+        )
+        return count > 0
+
+    holding = _run_lease(context, project_dir).take(run_id, running)
+    if holding.holder == run_id:  # the usual case, kept off the console: the lease's log has it
+        return True
+    print(
+        f"{dag_id}: run {holding.holder} holds the run lease (since {holding.since}); one run "
+        "at a time: this run waits for it to end"
+    )
+    return False
+
+
+def give_back_run_lease(context: Any, project_dir: str | None) -> None:
+    """The teardown of a run: it runs whether the run's work succeeded or failed."""
+    dag_id, run_id = context["dag"].dag_id, context["run_id"]
+    if not _run_lease(context, project_dir).give_back(run_id):
+        print(f"{dag_id}: run {run_id} did not hold the run lease; nothing to give back")

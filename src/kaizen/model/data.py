@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 
 from kaizen.errors import InputError
+from kaizen.labels import ELAPSED_DAYS, RESOLVED_DAYS, STATE
 from kaizen.params import TrainParams
 from kaizen.project.declaration import Slice
 from kaizen.project.project import EVENT_TIMESTAMP, LABEL
 
 __all__ = [
     "LABEL",
+    "LABEL_STATE",
     "Inputs",
     "check_trainable",
     "holdout_of",
@@ -55,10 +57,14 @@ def holdout_of(frame: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
     return split_by_time(frame, info["holdout_days"], info["row_id"])[1]
 
 
+# What is known of a row's label at the cut-off: how the fit treats the row, never an input.
+LABEL_STATE = [STATE, ELAPSED_DAYS, RESOLVED_DAYS]
+
+
 def model_inputs(frame: pd.DataFrame, keys: list[str]) -> Inputs:
-    """Every column but the keys (row id, join keys, event time) and the label: a key is
-    never a model input. Text columns are categorical."""
-    columns = [c for c in frame.columns if c not in (*keys, LABEL)]
+    """Every column but the keys (row id, join keys, event time), the label and its state:
+    neither is ever a model input. Text columns are categorical."""
+    columns = [c for c in frame.columns if c not in (*keys, LABEL, *LABEL_STATE)]
     categorical = sorted(
         c for c in columns if frame[c].dtype == object or isinstance(frame[c].dtype, pd.StringDtype)
     )

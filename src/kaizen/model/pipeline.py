@@ -43,15 +43,8 @@ def calibration_split(frame: pd.DataFrame, inputs: Inputs, folds: int) -> TimeSe
     )
 
 
-def build(
-    inputs: Inputs,
-    p: TrainParams,
-    monotone_increasing: list[str] | None = None,
-    cv: TimeSeriesSplit | None = None,
-) -> Pipeline:
-    """`monotone_increasing`: inputs whose growth may never lower the risk (a domain rule the
-    promotion gate checks); the trees are constrained to respect it. `cv`: the calibration
-    folds (`calibration_split`), by default `calibration_folds` equal time-ordered folds."""
+def preparation(inputs: Inputs) -> ColumnTransformer:
+    """The inputs as the trees see them: numbers as they are, text one-hot encoded."""
     # A missing text value arrives as None (parquet, Feast) or NaN (pandas joins). The
     # default imputer catches NaN only, and the encoder then learns None as a category of
     # its own: the same gap would encode two ways. Both become MISSING_TEXT.
@@ -65,13 +58,25 @@ def build(
             ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]
     )
-    prepare = ColumnTransformer(
+    return ColumnTransformer(
         [
             ("numeric", "passthrough", inputs.numeric),
             ("categorical", categorical, inputs.categorical),
         ],
         verbose_feature_names_out=False,
     ).set_output(transform="pandas")  # the trees see names, so constraints can name inputs
+
+
+def build(
+    inputs: Inputs,
+    p: TrainParams,
+    monotone_increasing: list[str] | None = None,
+    cv: TimeSeriesSplit | None = None,
+) -> Pipeline:
+    """`monotone_increasing`: inputs whose growth may never lower the risk (a domain rule the
+    promotion gate checks); the trees are constrained to respect it. `cv`: the calibration
+    folds (`calibration_split`), by default `calibration_folds` equal time-ordered folds."""
+    prepare = preparation(inputs)
     trees = HistGradientBoostingClassifier(
         learning_rate=p.learning_rate,
         max_iter=p.max_iter,

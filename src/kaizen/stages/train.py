@@ -4,6 +4,8 @@ The latest `train.holdout_days` of event dates are held out (never trained on; `
 scores them, reading the split from the model's train.json); the rest, in time order, fits the preprocessing, the trees and the time-ordered calibration. The
 fitted model is saved with skops (audited trusted types), and an MLflow run is opened with
 the params and the training set's identity; `evaluate` and `register` add to that run.
+With `train.labels: censored` the rows not known yet are fitted too, each with a soft label
+(kaizen.model.hazard); the model is the same Pipeline.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from kaizen.errors import InputError
+from kaizen.labels import CENSORED, STATE
 from kaizen.logs import get_logger
 from kaizen.model import serialization
 from kaizen.model.data import LABEL, check_trainable, model_inputs, split_by_time
+from kaizen.model.hazard import fit_censored
 from kaizen.model.manifest import file_md5
 from kaizen.model.pipeline import build, calibration_split
 from kaizen.runtime import Runtime
@@ -47,17 +52,34 @@ def train(training_set: str | Path, out: str | Path, rt: Runtime | None = None) 
         frame = pd.read_parquet(training_set)
         description = json.loads(training_set.with_suffix(".json").read_text())
         check_trainable(frame, p.train, "the training set")
+        built_with = description.get("labels", "final")
+        if built_with != p.train.labels:  # a final fit must never see a censored row
+            raise InputError(
+                f"the training set was built with train.labels: {built_with}, not "
+                f"{p.train.labels}: rebuild it (kaizen training-set)"
+            )
         days = p.train.holdout_days
         row_id = rt.project.row_id
         past, holdout = split_by_time(frame, days, row_id)
         check_trainable(past, p.train, f"the training window (before the {days}-day holdout)")
         keys = description.get("keys", rt.project.key_columns)
         inputs = model_inputs(frame, keys)
-        cv = calibration_split(past, inputs, p.train.calibration_folds)
+        resolved = past[past[STATE] != CENSORED] if STATE in past else past
+        censoring: dict = {}
         with threadpool_limits(limits=p.train.threads):
-            model = build(inputs, p.train, p.train.monotone_increasing, cv).fit(
-                past[inputs.all], past[LABEL]
-            )
+            if p.train.labels == "censored":  # resolved and censored rows, by their states
+                fitted = fit_censored(past, inputs, p.train, p.train.monotone_increasing)
+                model = fitted.model
+                censoring = {
+                    "censored": fitted.censored,
+                    "pending_positive": fitted.pending_positive,
+                    "delay_edges_days": fitted.edges,
+                }
+            else:
+                cv = calibration_split(past, inputs, p.train.calibration_folds)
+                model = build(inputs, p.train, p.train.monotone_increasing, cv).fit(
+                    past[inputs.all], past[LABEL]
+                )
         trusted = serialization.save(model, out)
         info = {
             "inputs": {"numeric": inputs.numeric, "categorical": inputs.categorical},
@@ -67,7 +89,9 @@ def train(training_set: str | Path, out: str | Path, rt: Runtime | None = None) 
             "train_window": _window(past),
             "holdout_window": _window(holdout),
             "rows": len(past),
-            "positives": int(past[LABEL].sum()),
+            "positives": int(resolved[LABEL].sum()),  # a censored row's label is provisional
+            "labels": p.train.labels,
+            **censoring,
             "trusted_types": len(trusted),
             "training_set": {
                 "path": str(training_set),

@@ -1,8 +1,12 @@
 """`training_set`: the project's labelled rows joined point in time with the feature service.
 
 The entity frame comes from the label hook: each row at its event time, with its join keys
-and request-time fields. Only rows whose label is final by the cut-off are used, so
-positives that take time to show are not under-counted among recent rows. Features come
+and request-time fields, and what is known of its label at the cut-off (`state`: resolved
+positive, resolved negative or censored; `elapsed_days`; `resolved_days`), never a model
+input. With `train.labels: final` only rows whose label is final by the cut-off are used,
+so positives that take time to show are not under-counted among recent rows; with
+`censored` the unresolved rows come too, for a fit that reads their state
+(kaizen.model.hazard) instead of waiting a whole label horizon for them. Features come
 from Feast's `get_historical_features` with the feature service: for each row, each view's
 latest row at or before the event time and within its TTL. Nothing later can leak in.
 """
@@ -20,9 +24,19 @@ import pyarrow.parquet as pq
 
 from kaizen.errors import InputError
 from kaizen.interval import parse_ds
-from kaizen.labels import EVENT_TIMESTAMP, LABEL, LABEL_TIMES, final_rows
+from kaizen.labels import (
+    CENSORED,
+    EVENT_TIMESTAMP,
+    FINAL_TS,
+    LABEL,
+    LABEL_TIMES,
+    STATE,
+    final_rows,
+    label_states,
+)
 from kaizen.lake import PUBLISHED
 from kaizen.logs import get_logger
+from kaizen.model.data import LABEL_STATE
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
 from kaizen.transforms.contract import as_of
@@ -48,6 +62,14 @@ def resolve_cutoff(rt: Runtime, cutoff: str | None) -> str:
     return days[-1]
 
 
+def training_rows(states: pd.DataFrame, at: pd.Timestamp, labels: str) -> pd.DataFrame:
+    """The labelled rows (with their states as of `at`, the cut-off) a training set holds:
+    `final`, those whose label is final by `at`; `censored`, every one, resolved or not."""
+    if labels == "final":
+        states = states[states[FINAL_TS] <= at]
+    return states.reset_index(drop=True)
+
+
 def build_training_set(
     rt: Runtime, cutoff_ds: str, start_ds: str | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -69,29 +91,34 @@ def build_training_set(
         else first_features
     )
     row_id = rt.project.row_id
-    entity = final_rows(rt, cutoff_ds).drop(columns=LABEL_TIMES)
+    labels = rt.params.train.labels
+    entity = training_rows(label_states(rt, cutoff_ds), cutoff, labels).drop(columns=LABEL_TIMES)
     entity = entity[(entity[EVENT_TIMESTAMP] >= start) & (entity[EVENT_TIMESTAMP] < cutoff)]
     if entity.empty:
-        raise InputError(f"no row from {start:%Y-%m-%d} has a final label by {cutoff_ds}")
+        which = "has a final label" if labels == "final" else "is labelled"
+        raise InputError(f"no row from {start:%Y-%m-%d} {which} by {cutoff_ds}")
     store = open_store(rt.settings)
     service = store.get_feature_service(rt.params.training_set.feature_service)
     joined = store.get_historical_features(entity_df=entity, features=service).to_df()
     joined = joined.sort_values([EVENT_TIMESTAMP, row_id], kind="stable").reset_index(drop=True)
     joined[EVENT_TIMESTAMP] = pd.to_datetime(joined[EVENT_TIMESTAMP], utc=True).dt.as_unit("us")
+    resolved = joined[joined[STATE] != CENSORED]
     info = {
         "cutoff": cutoff_ds,
+        "labels": labels,
+        "censored": int((joined[STATE] == CENSORED).sum()),
         "first_issued": str(joined[EVENT_TIMESTAMP].min()),
         "last_issued": str(joined[EVENT_TIMESTAMP].max()),
         "rows": len(joined),
-        "positives": int(joined[LABEL].sum()),
-        "positive_rate": round(float(joined[LABEL].mean()), 6),
+        "positives": int(resolved[LABEL].sum()),  # a censored row's label is provisional
+        "positive_rate": round(float(resolved[LABEL].mean()), 6),
         "feature_service": service.name,
         "keys": rt.project.key_columns,
         "request_fields": rt.project.request_fields,
         "features": sorted(
             c
             for c in joined.columns
-            if c not in (*rt.project.key_columns, LABEL, *rt.project.request_fields)
+            if c not in (*rt.project.key_columns, LABEL, *LABEL_STATE, *rt.project.request_fields)
         ),
     }
     return joined, info
@@ -104,7 +131,8 @@ def training_set(
     rt = rt or Runtime()
     out = Path(out)
     cutoff = resolve_cutoff(rt, cutoff)
-    result = StageResult("training_set", f"labels final by {cutoff}")
+    which = "final" if rt.params.train.labels == "final" else "resolved or censored"
+    result = StageResult("training_set", f"labels {which} by {cutoff}")
     with timed(result, log, rt):
         frame, info = build_training_set(rt, cutoff, start)
         out.parent.mkdir(parents=True, exist_ok=True)

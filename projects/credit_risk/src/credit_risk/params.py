@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,6 +23,7 @@ class SimulateParams(_Section):
     customers: Annotated[int, Field(ge=10)]
     seed: int
     shock_date: dt.date | None
+    shock_kind: Literal["mixed", "concept"]
     late_rate_before: Rate
     late_rate_after: Rate
     terms_days: Annotated[int, Field(ge=0, le=120)]

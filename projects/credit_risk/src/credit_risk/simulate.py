@@ -9,7 +9,12 @@ The world is a small structural model, stepped one day at a time:
   size relative to income, tenure and region, with the intercept solved each day so the
   late rate matches its target (`late_rate_before`, `late_rate_after` the shock);
 * the shock changes the late rate *and* the relationship (utilisation and order size matter
-  twice as much, one region is hit) and the spend mix (dearer categories, more web orders).
+  twice as much, one region is hit) and, unless `shock_kind` is `concept`, the spend mix
+  (dearer categories, more web orders). A concept-only shock leaves every customer and order
+  row exactly as without the shock: only the payments (and the features read from them)
+  follow the new P(late | inputs);
+* `World.truth()` keeps each invoice's true P(late), for the scoreboard's Bayes reference
+  only: it is in no drop.
 
 Every draw comes from a generator seeded by (seed, day), so the same arguments give the
 same bytes, and injected faults only corrupt the written file, never the world: the days
@@ -177,6 +182,7 @@ class World:
         self._changed_today = np.arange(n)  # the CRM's first export holds every customer
         # Scheduled payments: day index -> list of (invoice row arrays).
         self._due: dict[int, list[pd.DataFrame]] = {}
+        self._truth: list[pd.DataFrame] = []  # per day: invoice_id, its true P(late)
 
     # -- helpers ---------------------------------------------------------------------------
     def _day_us(self, day: int) -> int:
@@ -189,6 +195,12 @@ class World:
     def shocked(self, day: int) -> bool:
         shock = self.p.shock_date
         return shock is not None and self.p.start + dt.timedelta(days=day) >= shock
+
+    def truth(self) -> pd.DataFrame:
+        """Every invoice issued so far with the probability it was drawn late with."""
+        if not self._truth:
+            return pd.DataFrame({"invoice_id": pd.Series(dtype="int64"), "p_late": []})
+        return pd.concat(self._truth, ignore_index=True)
 
     @staticmethod
     def _income(rng: np.random.Generator, risk: np.ndarray) -> np.ndarray:
@@ -272,10 +284,11 @@ class World:
         order_us = day_us + rng.integers(8 * 3600, 21 * 3600, k) * US_PER_S
         order_us.sort()
         cust = cust[rng.permutation(k)]
-        category = rng.choice(len(CATEGORIES), size=k, p=CATEGORY_P[shock])
-        scale = (self.income[cust] / 60_000) ** 0.3 * (1.25 if shock else 1.0)
+        mix = shock and p.shock_kind == "mixed"  # does the spend mix move with the shock?
+        category = rng.choice(len(CATEGORIES), size=k, p=CATEGORY_P[mix])
+        scale = (self.income[cust] / 60_000) ** 0.3 * (1.25 if mix else 1.0)
         amount = np.round(CATEGORY_PRICE[category] * rng.lognormal(0, 0.35, k) * scale, 2)
-        channel = rng.choice(len(CHANNELS), size=k, p=CHANNEL_P[shock])
+        channel = rng.choice(len(CHANNELS), size=k, p=CHANNEL_P[mix])
         ids = np.arange(self._next_order, self._next_order + k, dtype=np.int64)
         self._next_order += k
         orders = pd.DataFrame(
@@ -319,7 +332,9 @@ class World:
             + np.asarray(fx["region"])[self.region[cust]]
         )
         target = p.late_rate_after if shock else p.late_rate_before
-        late = rng.random(k) < _sigmoid(_solve_intercept(score, target) + score)
+        p_late = _sigmoid(_solve_intercept(score, target) + score)
+        late = rng.random(k) < p_late
+        self._truth.append(pd.DataFrame({"invoice_id": ids, "p_late": p_late}))
         # On-time payers settle before the due date or a little after; riskier ones later.
         slight = rng.random(k) < _sigmoid(-1.2 + 0.8 * self.risk[cust])
         due_day = (issued_us // US_PER_DAY) + p.terms_days
