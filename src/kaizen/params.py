@@ -75,9 +75,22 @@ class TrainParams(_Section):
     censored_rounds: Annotated[int, Field(ge=1, le=20)] = 5  # censored: EM rounds (one fit each)
 
 
+class CensoredParams(_Section):
+    """The censoring-aware holdout metrics (kaizen.model.censored): which rows, when to refuse."""
+
+    min_elapsed_days: Annotated[float, Field(ge=0.0, le=3650.0)]  # younger rows: not estimated
+    min_resolved_share: Annotated[float, Field(gt=0.0, le=1.0)]  # positivity floor of G
+    min_class_rows: Annotated[int, Field(ge=1)]  # per class and bucket, else refuse
+    score_buckets: Annotated[int, Field(ge=1, le=20)]  # censoring modelled per score bucket
+    bootstrap_samples: Annotated[int, Field(ge=20, le=10_000)]
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)]
+    seed: int
+
+
 class EvaluateParams(_Section):
     # The slices come from the project's declaration; the holdout is the one train kept.
     permutation_repeats: Annotated[int, Field(ge=1, le=50)]
+    censored: CensoredParams
 
 
 class ExplainParams(_Section):

@@ -488,9 +488,28 @@ def test_with_censored_labels_the_set_holds_unresolved_rows_and_train_fits_them(
         train(ts, tmp_path / "model-final", rt)
 
 
-def test_a_final_set_is_todays_set_with_the_label_states(trained: dict[str, Path]) -> None:
+def test_a_final_set_is_todays_set_with_the_label_states(
+    trained: dict[str, Path], rt: Runtime
+) -> None:
     frame = pd.read_parquet(trained["ts"])
     info = json.loads(trained["ts"].with_suffix(".json").read_text())
     assert info["labels"] == "final" and info["censored"] == 0
     assert set(frame["state"]) == {"positive", "negative"}
     assert (frame["elapsed_days"] >= frame["resolved_days"]).all()
+    # With label states evaluate also reports the censoring-aware metrics (here refused: 18
+    # positives in the 5-day holdout, min_class_rows is 20); with nothing censored and a
+    # lower floor they are the holdout's own.
+    from kaizen.model import serialization
+    from kaizen.stages.evaluate import censored_scores
+
+    metrics = json.loads((trained["eval"] / "metrics.json").read_text())
+    assert metrics["censored"]["estimable"] is False
+    assert "too few to estimate" in metrics["censored"]["reason"]
+    model_info = json.loads((trained["model"] / "train.json").read_text())
+    p = rt.params.evaluate.censored.model_copy(
+        update={"min_class_rows": 5, "bootstrap_samples": 20}
+    )
+    found = censored_scores(trained["ts"], serialization.load(trained["model"]), model_info, p)
+    assert found["censored_rows"] == 0 and found["rows"] == metrics["holdout"]["rows"]
+    for metric in ("roc_auc", "brier"):
+        assert found[metric]["estimate"] == pytest.approx(metrics["holdout"][metric], abs=1e-6)

@@ -9,6 +9,7 @@ published in the lake at `reports/explain/latest.html` (plus a copy named by the
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,21 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from kaizen.errors import InputError
+from kaizen.labels import ELAPSED_DAYS, RESOLVED_DAYS, STATE
 from kaizen.logs import get_logger
 from kaizen.model import metrics, serialization
-from kaizen.model.data import LABEL, Inputs, holdout_of, slice_values, trained, trained_inputs
+from kaizen.model.data import (
+    LABEL,
+    Inputs,
+    holdout_of,
+    slice_values,
+    split_by_time,
+    trained,
+    trained_inputs,
+)
 from kaizen.model.explain import log_background
 from kaizen.model.explain_report import explain_holdout, publish, render_html
+from kaizen.params import CensoredParams
 from kaizen.runtime import Runtime
 from kaizen.stages.result import StageResult, timed
 
@@ -38,6 +49,48 @@ def holdout_scores(
         )
     inputs = trained_inputs(info)
     return holdout, model.predict_proba(holdout[inputs.all])[:, 1]
+
+
+def censored_scores(
+    training_set: Path, model: Any, info: dict[str, Any], p: CensoredParams
+) -> dict[str, Any] | None:
+    """The holdout's censoring-weighted ROC AUC and Brier (kaizen.model.censored): what the
+    model will score on the final labels of its holdout rows watched `min_elapsed_days` or
+    more, judged from their label states now. None when the set carries no label states;
+    `estimable: false` with the one-line reason when they say too little yet."""
+    from kaizen.model.censored import States, censored_report, delay_strata
+
+    frame = pd.read_parquet(training_set)
+    missing = [c for c in (STATE, ELAPSED_DAYS, RESOLVED_DAYS) if c not in frame.columns]
+    if missing:
+        log.info("censoring-aware metrics skipped: the training set has no %s columns", missing)
+        return None
+    train, held = split_by_time(frame, info["holdout_days"], info["row_id"])
+    rows = pd.concat([train, held], ignore_index=True)
+    target = np.r_[
+        np.zeros(len(train), bool), (held[ELAPSED_DAYS] >= p.min_elapsed_days).to_numpy()
+    ]
+    inputs = trained_inputs(info)
+    try:
+        states = States.from_frame(rows)
+        if inputs.numeric:  # how soon a label is known, from what the model sees of the row
+            features = rows[inputs.numeric].to_numpy(dtype=float)
+            states = replace(states, strata=delay_strata(features, states, p.seed))
+        scores = model.predict_proba(rows[inputs.all])[:, 1]
+        report = censored_report(scores, states, p, target)
+    except InputError as exc:
+        log.info("censoring-aware metrics not estimable: %s", exc)
+        return {"estimable": False, "reason": str(exc)}
+    log.info(
+        "holdout, censoring-aware (%d rows, %d censored): ROC AUC %.4f [%.4f, %.4f], Brier %.4f",
+        report["rows"],
+        report["censored_rows"],
+        report["roc_auc"]["estimate"],
+        report["roc_auc"]["low"],
+        report["roc_auc"]["high"],
+        report["brier"]["estimate"],
+    )
+    return {"estimable": True, **report}
 
 
 def importance(
@@ -138,10 +191,12 @@ def evaluate(
         ranked = importance(
             model, holdout, inputs, p.permutation_repeats, rt.params.train.random_state
         )
+        evaluation: dict[str, Any] = {"holdout": overall, "slices": slices}
+        censored = censored_scores(training_set, model, info, p.censored)
+        if censored is not None:  # only a set with label states has them
+            evaluation["censored"] = censored
         (out / "plots").mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(
-            json.dumps({"holdout": overall, "slices": slices}, indent=2, sort_keys=True) + "\n"
-        )
+        (out / "metrics.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
         for name, rows in {**curves, "importance": ranked}.items():
             (out / "plots" / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
         report, background = explain_holdout(
@@ -172,7 +227,15 @@ def evaluate(
                             if k in metrics.METRICS and v is not None
                         }
                     )
-            mlflow.log_dict({"holdout": overall, "slices": slices}, "evaluation/metrics.json")
+            if censored and censored["estimable"]:
+                mlflow.log_metrics(
+                    {
+                        f"holdout_censored_{metric}{end}": censored[metric][key]
+                        for metric in ("roc_auc", "brier")
+                        for end, key in (("", "estimate"), ("_low", "low"), ("_high", "high"))
+                    }
+                )
+            mlflow.log_dict(evaluation, "evaluation/metrics.json")
             if ranked:
                 import matplotlib.pyplot as plt
 
