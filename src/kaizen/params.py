@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kaizen.errors import ConfigError
+from kaizen.errors import ConfigError, InputError
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 # Why a model version was trained (recorded on it as `kaizen.trigger`): the monitor's retrain
@@ -211,7 +211,15 @@ class PromoteParams(_Section):
     def from_record(cls, params: dict) -> PromoteParams:
         """The params a decision was recorded with; records from before the load gate have
         no `load_test`, and replay as they were judged: without one (and records from before
-        `require_improvement` were all judged on non-inferiority)."""
+        `require_improvement` were all judged on non-inferiority). Records from before the
+        production gate spent alpha across looks (it re-tested daily at a fixed alpha, a rule
+        it no longer has) are refused in one line rather than re-judged by another rule."""
+        production = params.get("production") or {}
+        if production and "sequential" not in production:
+            raise InputError(
+                "this decision was recorded before promote.production.sequential, when the "
+                "production gate re-tested daily at a fixed alpha; it cannot be replayed now"
+            )
         return cls.model_validate({"load_test": None, "require_improvement": [], **params})
 
     def comparison(self, trigger: str | None) -> str:

@@ -135,3 +135,14 @@ def test_the_train_dag_names_why_it_trains() -> None:
     retrain = namedtuple("Asset", "name")("p.retrain_request")  # hashable, as Airflow's
     asked = context("asset_triggered", {retrain: [SimpleNamespace(extra={"ds": "2026-03-01"})]})
     assert train_trigger(asked, "p.retrain_request") == "retrain_request"
+
+
+def test_a_record_from_before_alpha_spending_is_refused_in_one_line() -> None:
+    from kaizen.errors import InputError
+
+    base = load_params(REPO / "projects" / "credit_risk" / "params.yaml").promote
+    old = base.model_dump()
+    del old["production"]["sequential"]
+    with pytest.raises(InputError, match="fixed alpha") as refused:
+        base.from_record(old)
+    assert "\n" not in str(refused.value)
