@@ -12,7 +12,6 @@ import secrets
 import socket
 import stat
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -294,36 +293,28 @@ def test_seaweedfs_refuses_unsigned_and_wrongly_signed_requests(
 @pytest.mark.services
 @pytest.mark.slow
 def test_mlflow_server_stores_artifacts_in_seaweedfs(
-    stack_platform: StackPlatform, tmp_path: Path
+    stack_platform: StackPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An artifact logged through the authenticated tracking server (its artifact proxy)
     lands in the S3 store: the server reads its key pair from the environment it started in."""
     p = stack_platform
     s = p.settings
     assert s.mlflow_admin_password is not None
-    script = (
-        "import mlflow, sys\n"
-        "mlflow.set_tracking_uri(sys.argv[1])\n"
-        "mlflow.set_experiment('stack-up-probe')\n"
-        "with mlflow.start_run() as run:\n"
-        "    mlflow.log_artifact(sys.argv[2])\n"
-        "    print('ARTIFACT_URI', run.info.artifact_uri)\n"
-    )
     probe = tmp_path / "probe.txt"
     probe.write_text("kaizen stack probe\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    env.update(
-        {
-            "MLFLOW_TRACKING_USERNAME": s.mlflow_admin_username,
-            "MLFLOW_TRACKING_PASSWORD": s.mlflow_admin_password.get_secret_value(),
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, f"http://127.0.0.1:{s.mlflow_port}", str(probe)],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    [uri] = [x.split()[1] for x in done.stdout.splitlines() if x.startswith("ARTIFACT_URI ")]
+    # In this process (the session has imported MLflow by now; a child took ~10 s more to
+    # import it here), with no key pair of its own: only the server can write to S3.
+    for key in [k for k in os.environ if k.startswith(("MLFLOW_", "AWS_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", s.mlflow_admin_username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", s.mlflow_admin_password.get_secret_value())
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"http://127.0.0.1:{s.mlflow_port}")  # no global state
+    run = client.create_run(client.create_experiment(f"stack-up-probe-{uuid.uuid4().hex[:8]}"))
+    client.log_artifact(run.info.run_id, str(probe))
+    client.set_terminated(run.info.run_id)
+    uri = run.info.artifact_uri
     assert uri.startswith("mlflow-artifacts:"), uri  # through the server's proxy
     listed = p.s3().list_objects_v2(Bucket="kaizen", Prefix="mlflow/")
     keys = [o["Key"] for o in listed.get("Contents", [])]
