@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support import PROBE_DAG_ID, REPO, Platform, kaizen
@@ -111,13 +112,31 @@ def _local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfo
         kaizen(env, home, "down", timeout=60)
 
 
+LAST_USER = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    users = [
+        item.nodeid
+        for item in items
+        if "platform" in getattr(item, "fixturenames", ()) and here in item.path.parents
+    ]
+    if users:
+        config.stash[LAST_USER] = users[-1]
+
+
 @pytest.fixture
-def platform(_local_platform: Platform) -> Platform:
-    """The session's platform, running: started again if an earlier test stopped it."""
+def platform(_local_platform: Platform, request: pytest.FixtureRequest) -> Iterator[Platform]:
+    """The session's platform, running: started again if an earlier test stopped it, and
+    stopped after the last test that uses it (not at the end of the session: it would load
+    the cores through every later test, e.g. when a heal test failed before its `down`)."""
     p = _local_platform
     if not p.supervisor_alive():
         started = time.monotonic()
         up = p.kaizen("up", "--timeout", "150", timeout=200)
         assert up.returncode == 0, f"kaizen up again:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         print(f"kaizen up again (after a test stopped it): {time.monotonic() - started:.1f}s")
-    return p
+    yield p
+    if request.node.nodeid == request.config.stash.get(LAST_USER, None) and p.supervisor_alive():
+        p.kaizen("down", timeout=60)
