@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from credit_risk.params import CreditRiskParams, SimulateParams
@@ -20,6 +23,18 @@ CREDIT_RISK = REPO / "projects" / "credit_risk"  # the worked example most tests
 
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+KAIZEN = str(Path(sys.executable).with_name("kaizen"))  # the CLI of this venv
+
+
+def kaizen(
+    env: dict[str, str], home: Path, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`kaizen *args` as a user runs it in `home`, with exactly `env`; output captured."""
+    return subprocess.run(
+        [KAIZEN, *args], env=env, cwd=home, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def service_unavailable(name: str, reason: str) -> None:
@@ -147,3 +162,52 @@ class SmallStore:
         from kaizen.featurestore.store import open_store
 
         return open_store(self.settings)
+
+
+PROBE_DAG_ID = "heal_probe"  # the session platform's own DAG (tests/integration/conftest.py)
+
+
+@dataclass
+class Platform:
+    """A `kaizen up` running from a temporary project home on free loopback ports."""
+
+    home: Path
+    env: dict[str, str]
+    layout: Any  # kaizen.ops.layout.Layout of the home
+    airflow_home: Path
+    airflow: str
+    mlflow: str
+    airflow_password: str
+    mlflow_password: str
+    feature_server_token: str
+    up_output: str  # of the first start, which generated the secrets
+    up_seconds: float
+    task_log: Path  # where tests/integration/conftest.py's probe DAG notes its tasks
+
+    def kaizen(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return kaizen(self.env, self.home, *args, timeout=timeout)
+
+    def report(self) -> dict[str, Any]:
+        """`kaizen status --platform --json`'s components by name, from the function behind
+        it: the heal tests poll this every second, and each CLI start costs seconds here
+        (test_platform.py runs `kaizen status` itself)."""
+        from unittest import mock
+
+        from kaizen.config import Settings
+        from kaizen.ops.supervisor import health_report
+
+        with mock.patch.dict(os.environ, self.env, clear=True):
+            settings = Settings(_env_file=self.home / ".env")  # what the CLI would read
+        return {c["name"]: c for c in health_report(settings)["components"]}
+
+    def pid(self, name: str) -> int:
+        return int(self.layout.component_pid_file(name).read_text())
+
+    def supervisor_alive(self) -> bool:
+        import psutil
+
+        try:
+            pid = int(self.layout.pid_file.read_text())
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except (OSError, ValueError, psutil.Error):
+            return False

@@ -10,7 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from test_training import rt, trained  # noqa: F401  (shared fixtures: one trained model)
+from test_training import trained_once  # noqa: F401  (one trained model for the module)
 
 from kaizen.errors import InputError
 from kaizen.model import serialization
@@ -20,9 +20,9 @@ from kaizen.runtime import Runtime
 
 
 def test_every_evaluated_model_has_a_report_in_mlflow_and_the_lake(
-    rt: Runtime,  # noqa: F811
-    trained: dict[str, Path],  # noqa: F811
+    trained_once: tuple[Runtime, dict[str, Path]],  # noqa: F811
 ) -> None:
+    rt, trained = trained_once
     report = json.loads((trained["eval"] / "explain" / "report.json").read_text())
     p = rt.params.explain
     assert report["rows"] <= p.sample_rows and report["background_rows"] == p.background_rows
@@ -56,8 +56,9 @@ def test_every_evaluated_model_has_a_report_in_mlflow_and_the_lake(
 
 
 def test_one_row_explained_with_unseen_category_and_missing_values(
-    trained: dict[str, Path],  # noqa: F811
+    trained_once: tuple[Runtime, dict[str, Path]],  # noqa: F811
 ) -> None:
+    _, trained = trained_once
     model = serialization.load(trained["model"])
     frame = pd.read_parquet(trained["ts"])
     inputs = model_inputs(frame, ["invoice_id", "customer_id", "event_timestamp"])

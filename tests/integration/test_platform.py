@@ -1,34 +1,28 @@
 """The local platform: `kaizen up` / `status` / `down` on free ports, every UI behind a login.
 
-One session-scoped instance runs from a temporary project home (its own .env, runtime dir and
-Airflow home) on free loopback ports, so it never meets a developer's `make up`. Everything is
-checked over real HTTP. The unit tests at the top need no server.
+The session's one platform (tests/integration/conftest.py, shared with test_platform_heal.py)
+runs from a temporary project home (its own .env, runtime dir and Airflow home) on free
+loopback ports, so it never meets a developer's `make up`. Everything is checked over real
+HTTP. The unit tests at the top need no server.
 """
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from dotenv import dotenv_values
-from support import REPO
+from support import Platform
 
 from kaizen.config import Settings
 from kaizen.ops import secrets as platform_secrets
-from kaizen.ops.layout import Layout
 from kaizen.seaweed import free_port
 
-KAIZEN = str(Path(sys.executable).with_name("kaizen"))
 DEFAULT_LOGINS = [("admin", "admin"), ("admin", "password1234")]
 COMPONENTS = ["airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
 COMPONENTS += ["mlflow", "feature-server", "prediction-api"]
@@ -129,84 +123,6 @@ def test_feasts_temporary_metrics_dir_is_not_inherited(monkeypatch: pytest.Monke
 
 
 # --- one running platform -------------------------------------------------------------------
-
-
-@dataclass
-class Platform:
-    home: Path
-    env: dict[str, str]
-    layout: Layout
-    airflow_home: Path
-    airflow: str
-    mlflow: str
-    airflow_password: str
-    mlflow_password: str
-    feature_server_token: str
-    up_output: str
-    up_seconds: float
-
-    def kaizen(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [KAIZEN, *args],
-            env=self.env,
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """`kaizen up` in a temporary project home on free ports; `kaizen down` at the end."""
-    home = tmp_path_factory.mktemp("platform-home")
-    (home / ".env").write_text("# the developer's own line, which must survive\nKAIZEN_X=1\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAIZEN_", "AIRFLOW"))}
-    env.update(
-        {
-            "KAIZEN_HOME": str(home),
-            "KAIZEN_DAGS_FOLDER": str(REPO / "projects"),
-            "KAIZEN_RAW_ROOT": str(home / "{project}" / "raw"),
-            "KAIZEN_LAKE_ROOT": str(home / "{project}" / "lake"),
-            "KAIZEN_AIRFLOW_PORT": str(free_port()),
-            "KAIZEN_MLFLOW_PORT": str(free_port()),
-            "KAIZEN_PROJECTS_DIR": str(REPO / "projects"),
-            "KAIZEN_PROJECT": "credit_risk",
-            "KAIZEN_FEAST_DATA_DIR": str(home / "{project}" / "feast"),
-            "KAIZEN_FEATURE_SERVER_PORT": str(free_port()),
-            "KAIZEN_PREDICTION_API_PORT": str(free_port()),
-            "GX_ANALYTICS_ENABLED": "false",
-        }
-    )
-    started = time.monotonic()
-    up = subprocess.run(
-        [KAIZEN, "up", "--timeout", "150"],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=200,
-    )
-    up_seconds = time.monotonic() - started
-    try:
-        assert up.returncode == 0, f"kaizen up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
-        settings = Settings(_env_file=home / ".env", home=home)
-        assert settings.airflow_admin_password and settings.mlflow_admin_password
-        yield Platform(
-            home=home,
-            env=env,
-            layout=Layout(home / ".kaizen"),
-            airflow_home=home / ".airflow",
-            airflow=f"http://127.0.0.1:{env['KAIZEN_AIRFLOW_PORT']}",
-            mlflow=f"http://127.0.0.1:{env['KAIZEN_MLFLOW_PORT']}",
-            airflow_password=settings.airflow_admin_password.get_secret_value(),
-            mlflow_password=settings.mlflow_admin_password.get_secret_value(),
-            feature_server_token=settings.feature_server_token.get_secret_value(),
-            up_output=up.stdout + up.stderr,
-            up_seconds=up_seconds,
-        )
-    finally:
-        subprocess.run([KAIZEN, "down"], env=env, cwd=home, capture_output=True, timeout=60)
 
 
 def _client() -> httpx.Client:
@@ -396,31 +312,6 @@ def test_generated_passwords_are_in_no_log_or_generated_file(platform: Platform)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-@pytest.mark.services
-@pytest.mark.slow
-def test_down_stops_every_process_within_15s(platform: Platform) -> None:
-    """Runs last: stops the session's platform and checks that nothing of it survives."""
-    from kaizen.ops.supervisor import members
-
-    before = [m.proc for m in members(platform.layout)]
-    sessions = {os.getsid(p.pid) for p in before}
-    assert len(before) >= 1 + len(COMPONENTS)
-    started = time.monotonic()
-    result = platform.kaizen("down", timeout=30)
-    seconds = time.monotonic() - started
-    print(f"kaizen down: {seconds:.1f}s; {result.stdout.strip()}")
-    assert result.returncode == 0, result.stderr
-    assert seconds < 15
-    survivors = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue  # dead, waiting for its parent (init here) to reap it
-            if proc in before or os.getsid(proc.pid) in sessions:
-                survivors.append(proc.pid)
-        except (psutil.Error, OSError):
-            continue
-    assert survivors == []
-    assert not platform.layout.pid_file.exists()
-    after = platform.kaizen("status")
-    assert after.returncode != 0 and "stopped" in after.stdout
+# `kaizen down` of a running platform: test_platform_stack.py's last test (the stack profile
+# supervises the same components and SeaweedFS). This session's platform is stopped by
+# test_platform_heal.py's last test, with its supervisor killed first.

@@ -12,7 +12,6 @@ import secrets
 import socket
 import stat
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import REPO, service_unavailable, tcp_open
+from support import REPO, kaizen, service_unavailable, tcp_open
 
 from kaizen.config import Settings
 from kaizen.errors import KaizenError
@@ -30,8 +29,10 @@ from kaizen.ops.components import components, mlflow_env
 from kaizen.ops.layout import Layout
 from kaizen.seaweed import free_port, port_plan
 
-KAIZEN = str(Path(sys.executable).with_name("kaizen"))
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+# What `kaizen up` supervises in every profile (the stack profile adds "s3").
+LOCAL_COMPONENTS = ["airflow-api", "airflow-scheduler", "airflow-dag-processor"]
+LOCAL_COMPONENTS += ["airflow-triggerer", "mlflow", "feature-server", "prediction-api"]
 
 
 def _stack(tmp_path: Path, **extra: object) -> Settings:
@@ -151,10 +152,7 @@ class StackPlatform:
     up_seconds: float
 
     def kaizen(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [KAIZEN, *args], env=self.env, cwd=self.home, capture_output=True, text=True,
-            timeout=timeout,
-        )  # fmt: skip
+        return kaizen(self.env, self.home, *args, timeout=timeout)
 
     def s3(self, key: str | None = None, secret: str | None = None, unsigned: bool = False):
         import boto3
@@ -219,10 +217,7 @@ def stack_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackPl
         }
     )
     started = time.monotonic()
-    up = subprocess.run(
-        [KAIZEN, "up", "--timeout", "150"],
-        env=env, cwd=home, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    up = kaizen(env, home, "up", "--timeout", "150", timeout=240)
     up_seconds = time.monotonic() - started
     try:
         assert up.returncode == 0, f"kaizen up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
@@ -240,7 +235,7 @@ def stack_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackPl
             up_seconds=up_seconds,
         )
     finally:
-        subprocess.run([KAIZEN, "down"], env=env, cwd=home, capture_output=True, timeout=60)
+        kaizen(env, home, "down", timeout=60)
         _drop_databases(databases)
 
 
@@ -298,36 +293,28 @@ def test_seaweedfs_refuses_unsigned_and_wrongly_signed_requests(
 @pytest.mark.services
 @pytest.mark.slow
 def test_mlflow_server_stores_artifacts_in_seaweedfs(
-    stack_platform: StackPlatform, tmp_path: Path
+    stack_platform: StackPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An artifact logged through the authenticated tracking server (its artifact proxy)
     lands in the S3 store: the server reads its key pair from the environment it started in."""
     p = stack_platform
     s = p.settings
     assert s.mlflow_admin_password is not None
-    script = (
-        "import mlflow, sys\n"
-        "mlflow.set_tracking_uri(sys.argv[1])\n"
-        "mlflow.set_experiment('stack-up-probe')\n"
-        "with mlflow.start_run() as run:\n"
-        "    mlflow.log_artifact(sys.argv[2])\n"
-        "    print('ARTIFACT_URI', run.info.artifact_uri)\n"
-    )
     probe = tmp_path / "probe.txt"
     probe.write_text("kaizen stack probe\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    env.update(
-        {
-            "MLFLOW_TRACKING_USERNAME": s.mlflow_admin_username,
-            "MLFLOW_TRACKING_PASSWORD": s.mlflow_admin_password.get_secret_value(),
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, f"http://127.0.0.1:{s.mlflow_port}", str(probe)],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    [uri] = [x.split()[1] for x in done.stdout.splitlines() if x.startswith("ARTIFACT_URI ")]
+    # In this process (the session has imported MLflow by now; a child took ~10 s more to
+    # import it here), with no key pair of its own: only the server can write to S3.
+    for key in [k for k in os.environ if k.startswith(("MLFLOW_", "AWS_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", s.mlflow_admin_username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", s.mlflow_admin_password.get_secret_value())
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"http://127.0.0.1:{s.mlflow_port}")  # no global state
+    run = client.create_run(client.create_experiment(f"stack-up-probe-{uuid.uuid4().hex[:8]}"))
+    client.log_artifact(run.info.run_id, str(probe))
+    client.set_terminated(run.info.run_id)
+    uri = run.info.artifact_uri
     assert uri.startswith("mlflow-artifacts:"), uri  # through the server's proxy
     listed = p.s3().list_objects_v2(Bucket="kaizen", Prefix="mlflow/")
     keys = [o["Key"] for o in listed.get("Contents", [])]
@@ -336,13 +323,19 @@ def test_mlflow_server_stores_artifacts_in_seaweedfs(
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_stack_down_leaves_no_seaweedfs_and_every_port_was_loopback(
+def test_stack_down_stops_every_process_within_15s_and_every_port_was_loopback(
     stack_platform: StackPlatform,
 ) -> None:
+    """Runs last: stops the stack and checks that nothing of it survives. The one test of
+    `kaizen down` on a running platform (test_platform.py's shared one ends with its
+    supervisor killed, test_platform_heal.py)."""
     from kaizen.ops.supervisor import members
 
     p = stack_platform
     found = members(p.layout)
+    before = [m.proc for m in found]
+    sessions = {os.getsid(proc.pid) for proc in before}
+    assert {m.component for m in found} >= {"s3", *LOCAL_COMPONENTS}
     weed = [m.proc for m in found if m.component == "s3"]
     assert weed, "no SeaweedFS process in the platform"
     listening = []
@@ -361,3 +354,16 @@ def test_stack_down_leaves_no_seaweedfs_and_every_port_was_loopback(
     assert down.returncode == 0, down.stderr
     assert seconds < 15
     assert not any(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE for proc in weed)
+    survivors = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue  # dead, waiting for its parent (init here) to reap it
+            if proc in before or os.getsid(proc.pid) in sessions:
+                survivors.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    assert survivors == []
+    assert not p.layout.pid_file.exists()
+    after = p.kaizen("status", "--platform")
+    assert after.returncode != 0 and "stopped" in after.stdout

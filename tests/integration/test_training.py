@@ -53,6 +53,12 @@ def small_params(rt: Runtime, **evaluate: object) -> Runtime:
 
 
 @pytest.fixture
+def bare_rt(tmp_path: Path) -> Runtime:
+    """Params and settings only, for a test that reads no lake and no store."""
+    return small_params(Runtime(make_settings(tmp_path)))
+
+
+@pytest.fixture
 def rt(labelled_world: Path, tmp_path: Path) -> Runtime:
     shutil.copytree(labelled_world / "lake", tmp_path / "lake")
     runtime = small_params(Runtime(make_settings(tmp_path)))
@@ -60,13 +66,12 @@ def rt(labelled_world: Path, tmp_path: Path) -> Runtime:
     return runtime
 
 
-@pytest.fixture
-def trained(rt: Runtime, tmp_path: Path) -> dict[str, Path]:
+def _train(rt: Runtime, root: Path) -> dict[str, Path]:
     paths = {
-        "ts": tmp_path / "training" / "ts.parquet",
-        "model": tmp_path / "model",
-        "eval": tmp_path / "eval",
-        "registered": tmp_path / "registered.json",
+        "ts": root / "training" / "ts.parquet",
+        "model": root / "model",
+        "eval": root / "eval",
+        "registered": root / "registered.json",
     }
     training_set(paths["ts"], rt)
     train(paths["ts"], paths["model"], rt)
@@ -74,7 +79,30 @@ def trained(rt: Runtime, tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def test_training_window_precedes_the_holdout(trained: dict[str, Path]) -> None:
+@pytest.fixture
+def trained(rt: Runtime, tmp_path: Path) -> dict[str, Path]:
+    """A model of its own, for a test that registers it (in its own MLflow store)."""
+    return _train(rt, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained_once(
+    labelled_world: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Runtime, dict[str, Path]]:
+    """One model per module for the tests that only read it or train beside it (a training
+    set, a fit and an evaluation with its explanations cost tens of seconds each here). No
+    test registers it: its store holds no version (test_a_single_class_... checks)."""
+    root = tmp_path_factory.mktemp("trained-once")
+    shutil.copytree(labelled_world / "lake", root / "lake")
+    runtime = small_params(Runtime(make_settings(root)))
+    apply(runtime.settings)
+    return runtime, _train(runtime, root)
+
+
+def test_training_window_precedes_the_holdout(
+    trained_once: tuple[Runtime, dict[str, Path]],
+) -> None:
+    _, trained = trained_once
     info = json.loads((trained["model"] / "train.json").read_text())
     assert info["train_window"][1] < info["holdout_window"][0]  # no leakage across time
     assert info["training_set"]["md5"] == file_md5(trained["ts"])
@@ -100,8 +128,9 @@ def test_training_window_precedes_the_holdout(trained: dict[str, Path]) -> None:
 
 
 def test_the_same_data_and_params_give_identical_metrics(
-    rt: Runtime, trained: dict[str, Path], tmp_path: Path
+    trained_once: tuple[Runtime, dict[str, Path]], tmp_path: Path
 ) -> None:
+    rt, trained = trained_once
     train(trained["ts"], tmp_path / "model2", rt)
     evaluate(trained["ts"], tmp_path / "model2", tmp_path / "eval2", rt)
     assert (tmp_path / "eval2" / "metrics.json").read_text() == (
@@ -218,8 +247,9 @@ def _backend(rt: Runtime) -> str:
     [([], "is empty"), ([0] * 400, "single class"), ([0] * 40 + [1] * 5, "too small")],
 )
 def test_an_untrainable_set_is_one_clear_error(
-    rt: Runtime, labels: list[int], message: str
+    bare_rt: Runtime, labels: list[int], message: str
 ) -> None:
+    rt = bare_rt
     frame = pd.DataFrame({LABEL: labels})
     with pytest.raises(InputError, match=message) as err:
         check_trainable(frame, rt.params.train, "the training set")
@@ -227,8 +257,9 @@ def test_an_untrainable_set_is_one_clear_error(
 
 
 def test_a_single_class_training_set_registers_nothing(
-    rt: Runtime, trained: dict[str, Path], tmp_path: Path
+    trained_once: tuple[Runtime, dict[str, Path]], tmp_path: Path
 ) -> None:
+    rt, trained = trained_once
     frame = pd.read_parquet(trained["ts"])
     frame[LABEL] = 0
     bad = tmp_path / "bad" / "ts.parquet"
@@ -433,7 +464,7 @@ def test_the_stack_profile_tracks_in_postgres_with_artifacts_on_s3(
 
 
 def test_new_labels_count_from_the_versions_cutoff_not_its_windowed_rows(
-    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+    bare_rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A training set keeps `lookback_days`: its row count stops growing once the history is
     longer, while labels keep arriving. New labels are those final since the cut-off."""
@@ -442,6 +473,7 @@ def test_new_labels_count_from_the_versions_cutoff_not_its_windowed_rows(
     from kaizen.model import registry
     from kaizen.stages import training_set as stage
 
+    rt = bare_rt
     final_by = {None: 12_000, "2026-03-01": 11_900}  # 100 became final since the cut-off
     monkeypatch.setattr(stage, "final_labels", lambda _rt, cutoff=None: final_by[cutoff])
     version = SimpleNamespace(
