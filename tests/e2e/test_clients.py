@@ -63,6 +63,7 @@ PREPARE = textwrap.dedent("""
     from kaizen.promotion.staging import staging
     from kaizen.runtime import Runtime
     from kaizen.stages.evaluate import evaluate
+    from kaizen.stages.materialize import materialize
     from kaizen.stages.monitor import monitor
     from kaizen.stages.register import register
     from kaizen.stages.train import train
@@ -82,6 +83,10 @@ PREPARE = textwrap.dedent("""
 
     apply(rt.settings)
     lap("apply")
+    # The online store as the DataOps runs leave it: the first challenger's load test asks it.
+    end = (world.start + dt.timedelta(days=world.days)).isoformat()
+    materialize(dates[0], end, rt)
+    lap("materialize")
     training_set(ts, rt)
     lap("training_set")
     train(ts, model, rt)
@@ -90,13 +95,13 @@ PREPARE = textwrap.dedent("""
     lap("evaluate")
     register(ts, model, ev, data / "registered.json", rt)
     lap("register")
-    staging(rt)
-    production(rt)
+    staged, decided = staging(rt), production(rt)
     lap("promote")
     report = monitor(dates[-1], rt).details["report"]
     lap("monitor")
     print("PREPARED " + json.dumps({
         "dates": dates, "champion": by_alias(rt, "champion"), "report": report, "seconds": seconds,
+        "gates": [staged.verdict, staged.reasons, decided.verdict, decided.reasons],
     }))
 """)
 
@@ -192,7 +197,7 @@ def build_world(root: Path, labelled: Path, airflow_db: str) -> Iterator[World]:
     line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("PREPARED "))
     prepared = json.loads(line.removeprefix("PREPARED "))
     print(f"world prepared in {time.perf_counter() - started:.0f}s: {prepared['seconds']}")
-    assert prepared["champion"], "the prepared world has no champion"
+    assert prepared["champion"], f"the prepared world has no champion: {prepared['gates']}"
 
     started = time.perf_counter()
     up = subprocess.run(
@@ -313,6 +318,8 @@ def expected_tasks() -> set[str]:
         "validate_features",
         "apply",
         "materialize",
+        "take_run_lease",  # one run at a time, whoever started it (kaizen.run_lease)
+        "give_back_run_lease",
     }
 
 
